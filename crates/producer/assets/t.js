@@ -1,0 +1,1 @@
+/* touchstream tracker: placeholder, replaced by the full tracker. */

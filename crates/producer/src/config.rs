@@ -1,0 +1,70 @@
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use touchstream_kafka::{KafkaConfig, Topics};
+use touchstream_runtime::LogConfig;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProducerConfig {
+    /// Where the API (and /metrics, /healthz, /readyz) listens.
+    pub listen: SocketAddr,
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub log: LogConfig,
+    /// Largest request body as sent (compressed or not): 413 above.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression (gzip bombs): 413 above.
+    pub max_decompressed_bytes: usize,
+    /// Most events in one request: 413 above.
+    pub max_batch_events: usize,
+    /// Events accepted but not yet acknowledged by Kafka; beyond it, 503 + Retry-After.
+    pub max_in_flight_events: usize,
+    /// How long one request may wait for Kafka's acknowledgement before 503.
+    pub produce_timeout_ms: u64,
+    /// Seconds suggested to clients in Retry-After.
+    pub retry_after_secs: u32,
+    /// Origins allowed by CORS; `["*"]` allows any.
+    pub cors_origins: Vec<String>,
+    /// When true, requests with `DNT: 1` or `Sec-GPC: 1` are answered but not collected.
+    pub honour_do_not_track: bool,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            kafka: KafkaConfig::default(),
+            topics: Topics::default(),
+            log: LogConfig::default(),
+            max_body_bytes: 1 << 20,
+            max_decompressed_bytes: 4 << 20,
+            max_batch_events: 500,
+            max_in_flight_events: 50_000,
+            produce_timeout_ms: 5_000,
+            retry_after_secs: 2,
+            cors_origins: vec!["*".into()],
+            honour_do_not_track: false,
+        }
+    }
+}
+
+impl ProducerConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_body_bytes > 0, "max_body_bytes must be positive");
+        anyhow::ensure!(
+            self.max_decompressed_bytes >= self.max_body_bytes,
+            "max_decompressed_bytes ({}) must be at least max_body_bytes ({})",
+            self.max_decompressed_bytes,
+            self.max_body_bytes
+        );
+        anyhow::ensure!(
+            self.max_in_flight_events >= self.max_batch_events,
+            "max_in_flight_events ({}) must be at least max_batch_events ({}) or full batches could never be accepted",
+            self.max_in_flight_events,
+            self.max_batch_events
+        );
+        anyhow::ensure!(self.produce_timeout_ms >= 100, "produce_timeout_ms must be at least 100");
+        Ok(())
+    }
+}

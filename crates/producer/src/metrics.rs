@@ -1,0 +1,42 @@
+//! Every metric the producer emits, named once (`touchstream_producer_<what>_<unit>`).
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+pub fn request(route: &'static str, status: u16) {
+    counter!("touchstream_producer_requests_total", "route" => route, "status" => status.to_string()).increment(1);
+}
+
+pub fn accepted(event_type: &'static str, n: u64) {
+    counter!("touchstream_producer_events_accepted_total", "event_type" => event_type).increment(n);
+}
+
+/// `reason` is a short fixed category (invalid_event, body_too_large, bad_json …), never free text.
+pub fn rejected(reason: &'static str, n: u64) {
+    counter!("touchstream_producer_events_rejected_total", "reason" => reason).increment(n);
+}
+
+pub fn dropped_do_not_track(n: u64) {
+    counter!("touchstream_producer_events_dropped_dnt_total").increment(n);
+}
+
+pub fn in_flight(n: usize) {
+    gauge!("touchstream_producer_queue_depth_events").set(n as f64);
+}
+
+pub fn produce_latency(d: Duration) {
+    histogram!("touchstream_producer_produce_latency_seconds").record(d.as_secs_f64());
+}
+
+pub fn delivery_error() {
+    counter!("touchstream_producer_kafka_delivery_errors_total").increment(1);
+}
+
+pub fn dlq_written() {
+    counter!("touchstream_producer_dlq_records_total").increment(1);
+}
+
+pub fn dlq_failed() {
+    counter!("touchstream_producer_dlq_errors_total").increment(1);
+}

@@ -1,0 +1,149 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use touchstream_model::{
+    AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
+    RawEvent, TouchFields,
+};
+
+use super::*;
+
+fn purchase() -> RawEvent {
+    RawEvent {
+        event_id: "0b8e6c3c-3f3b-4a4e-9c1d-2b7c1e5a9f00".into(),
+        event_type: EventType::Purchase,
+        anonymous_id: "anon-1".into(),
+        user_id: Some("user-9".into()),
+        occurred_at: 1_795_600_800_000,
+        sent_at: Some(1_795_600_801_000),
+        received_at: 1_795_600_801_500,
+        event_time: 1_795_600_800_500,
+        page_url: "https://shop.example/thanks?utm_source=fb".into(),
+        referrer: Some("https://shop.example/cart".into()),
+        user_agent: Some("Mozilla/5.0".into()),
+        ip: Some("203.0.113.0".into()),
+        properties: BTreeMap::from([("plan".into(), "pro".into())]),
+        target_url: None,
+        element: None,
+        signup_kind: None,
+        method: None,
+        asset_id: None,
+        asset_kind: None,
+        order_id: Some("o-1".into()),
+        revenue: Some(4999),
+        currency: Some("EUR".into()),
+    }
+}
+
+fn attributed() -> AttributedEvent {
+    AttributedEvent {
+        event: purchase(),
+        touch: TouchFields { social_network: Some("facebook".into()), ..TouchFields::direct() },
+        opens_touch: false,
+        session_id: "s-1".into(),
+        identity_id: "user-9".into(),
+        lifecycle_stage: LifecycleStage::Client,
+        purchase_count: 2,
+        conversion: Some(ConversionCredits {
+            touches_to_conversion: 2,
+            days_to_conversion: 1.5,
+            credits: vec![Credit {
+                model: AttributionModel::PositionBased,
+                touch_event_id: "t-1".into(),
+                touch_time: 1_795_500_000_000,
+                channel: "Organic Social".into(),
+                source: "facebook".into(),
+                social_network: Some("facebook".into()),
+                campaign: Some("launch".into()),
+                content: None,
+                weight: 0.5,
+                revenue_credit: 2499.5,
+            }],
+        }),
+    }
+}
+
+#[test]
+fn round_trips_every_wire_type() {
+    let raw = purchase();
+    assert_eq!(decode::<RawEvent>(&encode(&raw).unwrap()).unwrap(), raw);
+    let att = attributed();
+    assert_eq!(decode::<AttributedEvent>(&encode(&att).unwrap()).unwrap(), att);
+    let no_conversion = AttributedEvent { conversion: None, ..attributed() };
+    assert_eq!(decode::<AttributedEvent>(&encode(&no_conversion).unwrap()).unwrap(), no_conversion);
+    let dlq = DlqRecord {
+        stage: "producer".into(),
+        reason: "event_type: missing".into(),
+        payload: b"{\"x\":1}\xff".to_vec(),
+        source_topic: None,
+        source_partition: Some(3),
+        source_offset: Some(42),
+        failed_at: 1,
+    };
+    assert_eq!(decode::<DlqRecord>(&encode(&dlq).unwrap()).unwrap(), dlq);
+}
+
+#[test]
+fn payload_starts_with_marker_and_fingerprint() {
+    let bytes = encode(&purchase()).unwrap();
+    assert_eq!(bytes[..2], MAGIC);
+    assert_eq!(bytes[..10], RawEvent::schema().header);
+    assert_ne!(RawEvent::schema().header, AttributedEvent::schema().header);
+}
+
+#[test]
+fn rejects_foreign_and_corrupt_payloads_with_a_reason() {
+    let raw_bytes = encode(&purchase()).unwrap();
+    // A raw event read as an attributed one: the fingerprint says so.
+    let err = decode::<AttributedEvent>(&raw_bytes).unwrap_err();
+    assert!(matches!(err, CodecError::UnknownSchema { .. }), "{err}");
+    // JSON is not Avro.
+    let err = decode::<RawEvent>(br#"{"event_type":"click","anonymous_id":"a"}"#).unwrap_err();
+    assert!(matches!(err, CodecError::NotSingleObject { .. }), "{err}");
+    assert!(matches!(decode::<RawEvent>(&[0xC3]).unwrap_err(), CodecError::TooShort { len: 1 }));
+    // Truncated datum.
+    let err = decode::<RawEvent>(&raw_bytes[..raw_bytes.len() - 5]).unwrap_err();
+    assert!(matches!(err, CodecError::Corrupt { .. }), "{err}");
+    // Extra bytes after the record.
+    let mut longer = raw_bytes.clone();
+    longer.extend_from_slice(b"junk");
+    assert!(matches!(decode::<RawEvent>(&longer).unwrap_err(), CodecError::TrailingBytes { extra: 4, .. }));
+}
+
+#[test]
+fn the_attributed_schema_names_every_model_and_stage_like_the_rust_types() {
+    let json = serde_json::to_value(&attributed()).unwrap();
+    let schema = serde_json::to_string(avro_schema::<AttributedEvent>()).unwrap();
+    for m in AttributionModel::ALL {
+        assert!(schema.contains(&format!("\"{}\"", m.as_str())), "{m:?} missing from the schema");
+    }
+    for s in [LifecycleStage::Visitor, LifecycleStage::Customer, LifecycleStage::Client] {
+        assert!(schema.contains(&format!("\"{}\"", s.as_str())));
+    }
+    assert_eq!(json["lifecycle_stage"], "client");
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = decode::<RawEvent>(&bytes);
+        let _ = decode::<AttributedEvent>(&bytes);
+    }
+
+    #[test]
+    fn flipped_bytes_after_a_valid_header_never_panic(pos in 10usize..200, byte in any::<u8>()) {
+        let mut bytes = encode(&purchase()).unwrap();
+        let pos = pos % bytes.len();
+        bytes[pos] = byte;
+        let _ = decode::<RawEvent>(&bytes);
+    }
+
+    #[test]
+    fn raw_events_round_trip(id in "[a-z0-9-]{1,40}", url in "https://[a-z]{1,10}\\.example/[a-z?=&]{0,30}",
+                              revenue in proptest::option::of(0i64..1_000_000), props in proptest::collection::btree_map("[a-z]{1,5}", ".{0,10}", 0..4)) {
+        let e = RawEvent { event_id: id, page_url: url, revenue, properties: props, ..purchase() };
+        prop_assert_eq!(decode::<RawEvent>(&encode(&e).unwrap()).unwrap(), e);
+    }
+}

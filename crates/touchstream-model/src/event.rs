@@ -1,0 +1,223 @@
+//! Wire types. Field names are the exact vocabulary of DESIGN.md: Avro schemas, ClickHouse
+//! columns and dashboards depend on them, so renaming one is a schema migration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The four things a web frontend reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    /// A visit or a click on the site: the carrier of a touch.
+    Click,
+    /// Micro-conversion: account, newsletter, webinar, waitlist …
+    Signup,
+    /// Micro-conversion: eBook, checklist, whitepaper, app …
+    Download,
+    /// Macro-conversion.
+    Purchase,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 4] = [Self::Click, Self::Signup, Self::Download, Self::Purchase];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Click => "click",
+            Self::Signup => "signup",
+            Self::Download => "download",
+            Self::Purchase => "purchase",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Signup, download and purchase are conversions; a click never is.
+    pub fn is_conversion(self) -> bool {
+        !matches!(self, Self::Click)
+    }
+}
+
+/// One accepted event as the collector puts it on `touchstream.events.raw`
+/// (schema `schemas/avro/raw_event.avsc`). Times are epoch milliseconds, UTC.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    /// Client UUID (the idempotency key) or one the collector made.
+    pub event_id: String,
+    pub event_type: EventType,
+    /// First-party visitor id; the Kafka key.
+    pub anonymous_id: String,
+    pub user_id: Option<String>,
+    /// Client clock, as sent.
+    pub occurred_at: i64,
+    /// Client clock when the batch left the browser, if sent.
+    pub sent_at: Option<i64>,
+    /// Collector clock when the request arrived.
+    pub received_at: i64,
+    /// `occurred_at` corrected for the client's clock skew: what attribution orders by.
+    pub event_time: i64,
+    pub page_url: String,
+    pub referrer: Option<String>,
+    pub user_agent: Option<String>,
+    /// Truncated before it left the collector (IPv4 /24, IPv6 /48).
+    pub ip: Option<String>,
+    pub properties: BTreeMap<String, String>,
+    // click
+    pub target_url: Option<String>,
+    pub element: Option<String>,
+    // signup
+    pub signup_kind: Option<String>,
+    pub method: Option<String>,
+    // download
+    pub asset_id: Option<String>,
+    pub asset_kind: Option<String>,
+    // purchase
+    pub order_id: Option<String>,
+    /// Minor units (cents).
+    pub revenue: Option<i64>,
+    pub currency: Option<String>,
+}
+
+/// How the touch carried by an event was classified (see DESIGN.md, attribution vocabulary).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TouchFields {
+    /// GA4 default channel group name, or "AI Assistant".
+    pub channel: String,
+    pub source: String,
+    pub medium: String,
+    pub campaign: Option<String>,
+    /// utm_content: the post.
+    pub content: Option<String>,
+    pub term: Option<String>,
+    /// utm_id.
+    pub campaign_id: Option<String>,
+    pub click_id_kind: Option<String>,
+    /// The source id when the source is a social network, else null.
+    pub social_network: Option<String>,
+    pub is_internal: bool,
+    pub is_bot: bool,
+    pub is_spam_referrer: bool,
+}
+
+impl TouchFields {
+    /// The classification of a hit with no referrer and no campaign data.
+    pub fn direct() -> Self {
+        Self {
+            channel: "Direct".into(),
+            source: "(direct)".into(),
+            medium: "(none)".into(),
+            campaign: None,
+            content: None,
+            term: None,
+            campaign_id: None,
+            click_id_kind: None,
+            social_network: None,
+            is_internal: false,
+            is_bot: false,
+            is_spam_referrer: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleStage {
+    /// No conversion yet.
+    Visitor,
+    /// First signup or download: they gave an email or took something.
+    Customer,
+    /// At least one purchase.
+    Client,
+}
+
+impl LifecycleStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Visitor => "visitor",
+            Self::Customer => "customer",
+            Self::Client => "client",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionModel {
+    FirstTouch,
+    LastTouch,
+    LastNonDirect,
+    Linear,
+    PositionBased,
+    TimeDecay,
+}
+
+impl AttributionModel {
+    pub const ALL: [AttributionModel; 6] = [
+        Self::FirstTouch,
+        Self::LastTouch,
+        Self::LastNonDirect,
+        Self::Linear,
+        Self::PositionBased,
+        Self::TimeDecay,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FirstTouch => "first_touch",
+            Self::LastTouch => "last_touch",
+            Self::LastNonDirect => "last_non_direct",
+            Self::Linear => "linear",
+            Self::PositionBased => "position_based",
+            Self::TimeDecay => "time_decay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// One credited touch of one conversion under one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Credit {
+    pub model: AttributionModel,
+    pub touch_event_id: String,
+    pub touch_time: i64,
+    pub channel: String,
+    pub source: String,
+    pub social_network: Option<String>,
+    pub campaign: Option<String>,
+    pub content: Option<String>,
+    /// Weights of one conversion under one model sum to 1.
+    pub weight: f64,
+    /// weight × revenue, in minor units (0 for micro-conversions without revenue).
+    pub revenue_credit: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversionCredits {
+    pub touches_to_conversion: i32,
+    pub days_to_conversion: f64,
+    pub credits: Vec<Credit>,
+}
+
+/// What the enricher puts on `touchstream.events.attributed` (schema
+/// `schemas/avro/attributed_event.avsc`): the raw event, its touch, session, identity and
+/// lifecycle, and for conversions the credits under every model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributedEvent {
+    pub event: RawEvent,
+    pub touch: TouchFields,
+    /// Whether this event opened a touch (a click that is not internal navigation).
+    pub opens_touch: bool,
+    pub session_id: String,
+    /// user_id once known (signup/identify stitched it), else the anonymous_id.
+    pub identity_id: String,
+    pub lifecycle_stage: LifecycleStage,
+    /// Purchases of this identity so far, this one included.
+    pub purchase_count: i32,
+    pub conversion: Option<ConversionCredits>,
+}

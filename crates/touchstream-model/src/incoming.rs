@@ -1,0 +1,471 @@
+//! What a web frontend sends, and its validation into a [`RawEvent`].
+//!
+//! Validation works on the parsed JSON value rather than through a derived `Deserialize`, so
+//! that every problem is reported with the exact field and a reason a frontend developer can
+//! act on, and so that all problems of one event are reported at once.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::event::{EventType, RawEvent};
+use crate::time::{DAY_MS, MINUTE_MS, corrected_event_time, parse_rfc3339_ms};
+
+/// An event as received, before validation: a JSON object.
+pub type IncomingEvent = Map<String, Value>;
+
+/// One problem with one field of one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// What the collector knows about the request an event came in.
+#[derive(Clone, Debug, Default)]
+pub struct ServerContext {
+    pub received_at: i64,
+    /// Already truncated (see [`anonymize_ip`]).
+    pub ip: Option<String>,
+    /// The request's User-Agent header, used when the event has none.
+    pub user_agent: Option<String>,
+}
+
+/// Bounds that keep one event from being absurd.
+#[derive(Clone, Debug)]
+pub struct ValidationLimits {
+    pub max_string_len: usize,
+    pub max_url_len: usize,
+    pub max_properties: usize,
+    /// How far ahead of our clock a (skew-corrected) event time may be.
+    pub max_future_ms: i64,
+    /// How far back an event may be (replays of old files are fine, year-1970 clocks are not).
+    pub max_past_ms: i64,
+}
+
+impl Default for ValidationLimits {
+    fn default() -> Self {
+        Self {
+            max_string_len: 512,
+            max_url_len: 8_192,
+            max_properties: 64,
+            max_future_ms: 10 * MINUTE_MS,
+            max_past_ms: 400 * DAY_MS,
+        }
+    }
+}
+
+const COMMON_FIELDS: &[&str] = &[
+    "event_id",
+    "event_type",
+    "anonymous_id",
+    "user_id",
+    "occurred_at",
+    "sent_at",
+    "page_url",
+    "referrer",
+    "user_agent",
+    "properties",
+];
+
+/// Fields only one event type may carry.
+fn type_fields(t: EventType) -> &'static [&'static str] {
+    match t {
+        EventType::Click => &["target_url", "element"],
+        EventType::Signup => &["signup_kind", "method"],
+        EventType::Download => &["asset_id", "asset_kind"],
+        EventType::Purchase => &["order_id", "revenue", "currency"],
+    }
+}
+
+/// Validates one incoming event. `make_event_id` is called only when the client sent none.
+pub fn validate(
+    value: &Value,
+    ctx: &ServerContext,
+    limits: &ValidationLimits,
+    make_event_id: impl FnOnce() -> String,
+) -> Result<RawEvent, Vec<FieldError>> {
+    let Some(obj) = value.as_object() else {
+        return Err(vec![FieldError::new("(event)", format!("expected a JSON object, got {}", kind(value)))]);
+    };
+    let mut v = Validator { obj, limits, errors: Vec::new() };
+
+    let event_type = match obj.get("event_type") {
+        None | Some(Value::Null) => {
+            v.err("event_type", "missing; one of click, signup, download, purchase");
+            None
+        }
+        Some(Value::String(s)) => {
+            let t = EventType::parse(s);
+            if t.is_none() {
+                v.err("event_type", format!("unknown event type {s:?}; one of click, signup, download, purchase"));
+            }
+            t
+        }
+        Some(other) => {
+            v.err("event_type", format!("expected a string, got {}", kind(other)));
+            None
+        }
+    };
+
+    for key in obj.keys() {
+        let known = COMMON_FIELDS.contains(&key.as_str())
+            || EventType::ALL.iter().any(|t| type_fields(*t).contains(&key.as_str()));
+        if !known {
+            v.err(key, "unknown field");
+        } else if let Some(t) = event_type {
+            if !COMMON_FIELDS.contains(&key.as_str()) && !type_fields(t).contains(&key.as_str()) {
+                let owner = EventType::ALL.into_iter().find(|o| type_fields(*o).contains(&key.as_str()));
+                let owner = owner.map_or("another event type", EventType::as_str);
+                v.err(key, format!("only allowed on {owner} events, this is a {} event", t.as_str()));
+            }
+        }
+    }
+
+    let event_id = match v.opt_string("event_id", 64) {
+        Some(id) if uuid::Uuid::parse_str(&id).is_err() => {
+            v.err("event_id", "not a UUID (send a UUID, or leave it out and the collector makes one)");
+            None
+        }
+        Some(id) => Some(id.to_ascii_lowercase()),
+        None => None,
+    };
+    let anonymous_id = v.required_string("anonymous_id", 128);
+    let user_id = v.opt_string("user_id", limits.max_string_len);
+    let occurred_at = v.opt_time("occurred_at");
+    let sent_at = v.opt_time("sent_at");
+    let page_url = v.required_url("page_url");
+    let referrer = v.opt_string("referrer", limits.max_url_len);
+    let user_agent = v.opt_string("user_agent", limits.max_string_len * 4).or_else(|| ctx.user_agent.clone());
+    let properties = v.properties();
+    let target_url = v.opt_string("target_url", limits.max_url_len);
+    let element = v.opt_string("element", limits.max_string_len);
+    let signup_kind = v.opt_string("signup_kind", limits.max_string_len);
+    let method = v.opt_string("method", limits.max_string_len);
+    let asset_id = v.opt_string("asset_id", limits.max_string_len);
+    let asset_kind = v.opt_string("asset_kind", limits.max_string_len);
+    let (order_id, revenue, currency) = if event_type == Some(EventType::Purchase) {
+        (v.required_string("order_id", limits.max_string_len), v.revenue(), v.currency())
+    } else {
+        (None, None, None)
+    };
+
+    let occurred = occurred_at.unwrap_or(ctx.received_at);
+    if let (Some(o), Some(s)) = (occurred_at, sent_at) {
+        if o > s + MINUTE_MS {
+            v.err("occurred_at", "later than sent_at: an event cannot happen after it was sent");
+        }
+    }
+    let event_time = corrected_event_time(occurred, sent_at, ctx.received_at);
+    if event_time > ctx.received_at + limits.max_future_ms {
+        v.err(
+            if sent_at.is_some() { "sent_at" } else { "occurred_at" },
+            format!(
+                "{} minutes in the future (limit {}): check the client clock, or send sent_at so the collector can correct it",
+                (event_time - ctx.received_at) / MINUTE_MS,
+                limits.max_future_ms / MINUTE_MS
+            ),
+        );
+    }
+    if event_time < ctx.received_at - limits.max_past_ms {
+        v.err("occurred_at", format!("more than {} days in the past", limits.max_past_ms / DAY_MS));
+    }
+
+    let errors = v.errors;
+    match (errors.is_empty(), event_type, anonymous_id, page_url) {
+        (true, Some(event_type), Some(anonymous_id), Some(page_url)) => Ok(RawEvent {
+            event_id: event_id.unwrap_or_else(make_event_id),
+            event_type,
+            anonymous_id,
+            user_id,
+            occurred_at: occurred,
+            sent_at,
+            received_at: ctx.received_at,
+            event_time,
+            page_url,
+            referrer,
+            user_agent,
+            ip: ctx.ip.clone(),
+            properties,
+            target_url,
+            element,
+            signup_kind,
+            method,
+            asset_id,
+            asset_kind,
+            order_id,
+            revenue,
+            currency,
+        }),
+        _ => Err(errors),
+    }
+}
+
+struct Validator<'a> {
+    obj: &'a Map<String, Value>,
+    limits: &'a ValidationLimits,
+    errors: Vec<FieldError>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, field: &str, reason: impl Into<String>) {
+        self.errors.push(FieldError::new(field, reason));
+    }
+
+    /// A string field; null and absent are the same; blank strings count as absent.
+    fn opt_string(&mut self, field: &str, max_len: usize) -> Option<String> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.len() > max_len => {
+                self.err(field, format!("too long: {} bytes, limit {max_len}", s.len()));
+                None
+            }
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.err(field, format!("expected a string, got {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn required_string(&mut self, field: &str, max_len: usize) -> Option<String> {
+        let present = matches!(self.obj.get(field), Some(Value::String(s)) if !s.trim().is_empty());
+        let value = self.opt_string(field, max_len);
+        if !present && !self.errors.iter().any(|e| e.field == field) {
+            self.err(field, "missing or empty");
+        }
+        value
+    }
+
+    fn required_url(&mut self, field: &str) -> Option<String> {
+        let s = self.required_string(field, self.limits.max_url_len)?;
+        match url::Url::parse(s.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(s),
+            Ok(u) => {
+                self.err(field, format!("scheme {:?} is not http or https", u.scheme()));
+                None
+            }
+            Err(e) => {
+                self.err(field, format!("not an absolute URL ({e})"));
+                None
+            }
+        }
+    }
+
+    /// RFC 3339 string or integer epoch milliseconds.
+    fn opt_time(&mut self, field: &str) -> Option<i64> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                let t = parse_rfc3339_ms(s);
+                if t.is_none() {
+                    self.err(field, format!("{s:?} is not an RFC 3339 timestamp (like 2026-11-25T10:00:00.000Z)"));
+                }
+                t
+            }
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(ms) if ms > 0 => Some(ms),
+                _ => {
+                    self.err(field, "expected positive integer epoch milliseconds");
+                    None
+                }
+            },
+            Some(other) => {
+                self.err(field, format!("expected an RFC 3339 string or epoch milliseconds, got {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn properties(&mut self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        match self.obj.get("properties") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                if map.len() > self.limits.max_properties {
+                    self.err("properties", format!("{} entries, limit {}", map.len(), self.limits.max_properties));
+                    return out;
+                }
+                for (k, val) in map {
+                    let field = format!("properties.{k}");
+                    let s = match val {
+                        Value::String(s) => s.clone(),
+                        // Numbers and booleans are unambiguous as text; nested values are not.
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        other => {
+                            self.err(&field, format!("expected a string, number or boolean, got {}", kind(other)));
+                            continue;
+                        }
+                    };
+                    if k.len() > 128 || s.len() > self.limits.max_string_len {
+                        self.err(&field, "key or value too long");
+                        continue;
+                    }
+                    out.insert(k.clone(), s);
+                }
+            }
+            Some(other) => self.err("properties", format!("expected an object of strings, got {}", kind(other))),
+        }
+        out
+    }
+
+    fn revenue(&mut self) -> Option<i64> {
+        match self.obj.get("revenue") {
+            None | Some(Value::Null) => {
+                self.err("revenue", "missing: purchase revenue in minor units (cents), e.g. 4999");
+                None
+            }
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(r) if r >= 0 => Some(r),
+                _ => {
+                    self.err("revenue", format!("{n} is not a non-negative integer amount in minor units (cents)"));
+                    None
+                }
+            },
+            Some(other) => {
+                self.err("revenue", format!("expected an integer in minor units, got {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn currency(&mut self) -> Option<String> {
+        let c = self.required_string("currency", 3)?;
+        if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
+            Some(c.to_ascii_uppercase())
+        } else {
+            self.err("currency", format!("{c:?} is not an ISO 4217 code like EUR or USD"));
+            None
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Truncates an IP address before it leaves the collector: IPv4 to /24, IPv6 to /48.
+pub fn anonymize_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0")
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return anonymize_ip(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_795_600_800_000;
+
+    fn ctx() -> ServerContext {
+        ServerContext { received_at: NOW, ip: Some("10.1.2.0".into()), user_agent: Some("UA-header".into()) }
+    }
+
+    fn check(v: Value) -> Result<RawEvent, Vec<FieldError>> {
+        validate(&v, &ctx(), &ValidationLimits::default(), || "generated".into())
+    }
+
+    fn fields(v: Value) -> Vec<String> {
+        check(v).unwrap_err().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn accepts_a_minimal_click_and_fills_server_context() {
+        let e = check(json!({"event_type": "click", "anonymous_id": "a1", "page_url": "https://shop.example/"})).unwrap();
+        assert_eq!(e.event_id, "generated");
+        assert_eq!(e.event_type, EventType::Click);
+        assert_eq!(e.occurred_at, NOW);
+        assert_eq!(e.event_time, NOW);
+        assert_eq!(e.user_agent.as_deref(), Some("UA-header"));
+        assert_eq!(e.ip.as_deref(), Some("10.1.2.0"));
+    }
+
+    #[test]
+    fn keeps_client_ids_and_corrects_skew() {
+        let e = check(json!({
+            "event_id": "0B8E6C3C-3F3B-4A4E-9C1D-2B7C1E5A9F00", "event_type": "purchase", "anonymous_id": "a1",
+            "page_url": "https://shop.example/thanks", "order_id": "o-1", "revenue": 4999, "currency": "eur",
+            "occurred_at": NOW + 3_600_000 - 2_000, "sent_at": NOW + 3_600_000
+        }))
+        .unwrap();
+        assert_eq!(e.event_id, "0b8e6c3c-3f3b-4a4e-9c1d-2b7c1e5a9f00");
+        assert_eq!(e.event_time, NOW - 2_000);
+        assert_eq!(e.currency.as_deref(), Some("EUR"));
+        assert_eq!(e.revenue, Some(4999));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_field() {
+        assert_eq!(fields(json!({"anonymous_id": "a", "page_url": "https://x.example/"})), ["event_type"]);
+        assert_eq!(fields(json!({"event_type": "like", "anonymous_id": "a", "page_url": "https://x.example/"})), ["event_type"]);
+        assert_eq!(fields(json!({"event_type": "click", "page_url": "https://x.example/"})), ["anonymous_id"]);
+        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "/relative"})), ["page_url"]);
+        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "ftp://x.example/"})), ["page_url"]);
+        assert_eq!(
+            fields(json!({"event_type": "purchase", "anonymous_id": "a", "page_url": "https://x.example/", "revenue": -1, "currency": "euro"})),
+            ["order_id", "revenue", "currency"]
+        );
+        assert_eq!(
+            fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "revenue": 1, "colour": "red"})),
+            ["colour", "revenue"]
+        );
+        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": 7, "page_url": "https://x.example/"})), ["anonymous_id"]);
+        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "event_id": "nope"})), ["event_id"]);
+        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "properties": {"n": [1]}})), ["properties.n"]);
+        assert_eq!(check(json!([1])).unwrap_err()[0].field, "(event)");
+    }
+
+    #[test]
+    fn rejects_absurd_timestamps() {
+        let future = check(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": NOW + DAY_MS}));
+        let err = future.unwrap_err();
+        assert_eq!(err[0].field, "occurred_at");
+        assert!(err[0].reason.contains("future"), "{}", err[0].reason);
+        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": "1970-01-02T00:00:00Z"})), ["occurred_at"]);
+        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": "soon"})), ["occurred_at"]);
+        // A fast client clock is corrected, not rejected, when sent_at comes along.
+        assert!(check(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": NOW + DAY_MS, "sent_at": NOW + DAY_MS})).is_ok());
+    }
+
+    #[test]
+    fn anonymizes_ips() {
+        assert_eq!(anonymize_ip("203.0.113.77".parse().unwrap()), "203.0.113.0");
+        assert_eq!(anonymize_ip("2001:db8:abcd:12::1".parse().unwrap()), "2001:db8:abcd::");
+        assert_eq!(anonymize_ip("::ffff:198.51.100.9".parse().unwrap()), "198.51.100.0");
+    }
+}

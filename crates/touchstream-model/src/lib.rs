@@ -1,0 +1,18 @@
+//! The touchstream event model: what travels between the binaries.
+//!
+//! - [`event`]: the wire types. [`RawEvent`] is what the producer puts on the raw topic,
+//!   [`AttributedEvent`] what the enricher puts on the attributed topic and the sink loads.
+//!   Their Avro schemas live in `schemas/avro/` (the codec crate checks the two agree).
+//! - [`incoming`]: what a web frontend sends (JSON), and its validation into a [`RawEvent`]
+//!   with one precise [`FieldError`] per problem.
+//! - [`time`]: epoch-millisecond helpers and clock-skew correction.
+
+pub mod event;
+pub mod incoming;
+pub mod time;
+
+pub use event::{
+    AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
+    RawEvent, TouchFields,
+};
+pub use incoming::{FieldError, IncomingEvent, ServerContext, ValidationLimits};
