@@ -103,8 +103,9 @@ fn rejects_foreign_and_corrupt_payloads_with_a_reason() {
     let err = decode::<RawEvent>(br#"{"event_type":"click","anonymous_id":"a"}"#).unwrap_err();
     assert!(matches!(err, CodecError::NotSingleObject { .. }), "{err}");
     assert!(matches!(decode::<RawEvent>(&[0xC3]).unwrap_err(), CodecError::TooShort { len: 1 }));
-    // Truncated datum.
-    let err = decode::<RawEvent>(&raw_bytes[..raw_bytes.len() - 5]).unwrap_err();
+    // Truncated datum (inside the last string: apache-avro reads a union cut off at its very
+    // start as null, so a cut exactly between fields cannot be told from an older writer).
+    let err = decode::<RawEvent>(&raw_bytes[..raw_bytes.len() - 2]).unwrap_err();
     assert!(matches!(err, CodecError::Corrupt { .. }), "{err}");
     // Extra bytes after the record.
     let mut longer = raw_bytes.clone();

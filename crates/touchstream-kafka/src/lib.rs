@@ -6,6 +6,7 @@
 //! - topics are created explicitly ([`ensure_topics`]): the broker has auto-creation off.
 
 mod dlq;
+mod lag;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 pub use dlq::{DlqError, DlqWriter};
+pub use lag::LagContext;
 pub use topics::{TopicSpec, Topics, ensure_topics};
 
 /// Connection settings shared by every client of one binary.

@@ -1,7 +1,8 @@
 //! Layered configuration: the struct's `Default` (works locally), then a TOML file, then
-//! environment variables. The file is `--config PATH` or `$TOUCHSTREAM_CONFIG`; environment
-//! variables are `TOUCHSTREAM_<BINARY>__<FIELD>`, with `__` between nested fields, e.g.
-//! `TOUCHSTREAM_SINK__CLICKHOUSE__URL=http://ch:8123`.
+//! environment variables. The file is `--config PATH` or `$TOUCHSTREAM_CONFIG`; one file can
+//! serve the whole deployment, each binary reading its own table (`[producer]`, `[enricher]`,
+//! `[sink]`). Environment variables are `TOUCHSTREAM_<BINARY>__<FIELD>`, with `__` between
+//! nested fields, e.g. `TOUCHSTREAM_SINK__CLICKHOUSE__URL=http://ch:8123`.
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +30,7 @@ where
         if !path.exists() {
             return Err(ConfigError::MissingFile(path));
         }
-        figment = figment.merge(Toml::file(path));
+        figment = figment.merge(Figment::from(Toml::file(path)).focus(binary));
     }
     let prefix = format!("TOUCHSTREAM_{}__", binary.to_ascii_uppercase());
     figment = figment.merge(Env::prefixed(&prefix).split("__"));
@@ -64,7 +65,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ts-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "name = \"from-file\"\n[nested]\nretries = 5\n").unwrap();
+        std::fs::write(&file, "[cfgtest]\nname = \"from-file\"\n[cfgtest.nested]\nretries = 5\n[other]\nname = 1\n").unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("TOUCHSTREAM_CFGTEST__NESTED__URL", "http://env:1");
             let c: Cfg = load_config("cfgtest", Some(&file)).unwrap();
@@ -73,7 +74,7 @@ mod tests {
         });
         let err = load_config::<Cfg>("cfgtest", Some(&dir.join("missing.toml"))).unwrap_err();
         assert!(err.to_string().contains("does not exist"));
-        std::fs::write(&file, "[nested]\nretries = \"many\"\n").unwrap();
+        std::fs::write(&file, "[cfgtest.nested]\nretries = \"many\"\n").unwrap();
         let err = load_config::<Cfg>("cfgtest", Some(&file)).unwrap_err();
         assert!(err.to_string().contains("retries"), "{err}");
     }

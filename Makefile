@@ -1,0 +1,46 @@
+# touchstream: `make demo` shows the pipeline, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+SERVICES := deploy/services.sh
+
+.PHONY: help services services-stop test-tools build test test-rust lint fmt fmt-check demo bench clean-services
+
+help:
+	@echo "make demo           start Kafka + ClickHouse, run the pipeline on generated traffic, print the source-of-sale report"
+	@echo "make test           services + fmt check + clippy + every test (what CI runs)"
+	@echo "make services       install what is missing and start Kafka and ClickHouse (idempotent)"
+	@echo "make services-stop  stop them"
+	@echo "make build | fmt | lint | bench"
+
+services:
+	@$(SERVICES) start kafka clickhouse
+
+services-stop:
+	@$(SERVICES) stop
+
+test-tools:
+	@$(SERVICES) install-test-tools
+
+build:
+	$(CARGO) build --workspace --bins
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The end-to-end tests start the real binaries, so they are built first.
+test: services test-tools fmt-check lint
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+demo: services build
+	@deploy/demo.sh
+
+bench: services
+	@deploy/bench.sh

@@ -1,0 +1,87 @@
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use touchstream_kafka::{KafkaConfig, Topics};
+use touchstream_runtime::{LogConfig, OpsConfig};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnricherConfig {
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub group_id: String,
+    /// Stable per instance (fences a zombie of the same instance after a restart); two
+    /// instances in one group need two ids. Default: `touchstream-enricher-<hostname>`.
+    pub transactional_id: Option<String>,
+    /// The site's own hosts: referrers on them are internal navigation.
+    pub site_hosts: Vec<String>,
+    /// Replace the compiled-in source catalogue.
+    pub catalogue_path: Option<PathBuf>,
+    pub attribution: AttributionConfig,
+    /// Records per transaction at most.
+    pub batch_max_records: usize,
+    /// How long a transaction collects records at most.
+    pub batch_max_ms: u64,
+    pub ops: OpsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttributionConfig {
+    pub lookback_days: u32,
+    pub time_decay_half_life_days: f64,
+    pub session_timeout_minutes: u32,
+    /// Events up to this much older than the newest event of their visitor are placed by
+    /// event time; older ones are attributed but open no touch (see README).
+    pub allowed_lateness_minutes: u32,
+    /// Touches kept per visitor at most (oldest evicted first), bounding state size.
+    pub max_touches_per_visitor: usize,
+}
+
+impl Default for EnricherConfig {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaConfig::default(),
+            topics: Topics::default(),
+            group_id: "touchstream-enricher".into(),
+            transactional_id: None,
+            site_hosts: Vec::new(),
+            catalogue_path: None,
+            attribution: AttributionConfig::default(),
+            batch_max_records: 5_000,
+            batch_max_ms: 200,
+            ops: OpsConfig::on_port(9101),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        Self {
+            lookback_days: 30,
+            time_decay_half_life_days: 7.0,
+            session_timeout_minutes: 30,
+            allowed_lateness_minutes: 60,
+            max_touches_per_visitor: 64,
+        }
+    }
+}
+
+impl EnricherConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.batch_max_records > 0, "batch_max_records must be positive");
+        anyhow::ensure!(self.attribution.lookback_days > 0, "attribution.lookback_days must be positive");
+        anyhow::ensure!(self.attribution.max_touches_per_visitor > 0, "attribution.max_touches_per_visitor must be positive");
+        anyhow::ensure!(self.attribution.time_decay_half_life_days > 0.0, "attribution.time_decay_half_life_days must be positive");
+        Ok(())
+    }
+
+    pub fn transactional_id(&self) -> String {
+        self.transactional_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+            format!("touchstream-enricher-{}", host.trim())
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! Rows accumulated from Kafka, with where each came from.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use touchstream_warehouse::{CreditRow, EventRow};
+
+use crate::config::BatchPolicy;
+
+#[derive(Default)]
+pub struct Batch {
+    pub events: Vec<EventRow>,
+    pub credits: Vec<CreditRow>,
+    /// (partition, offset) of each event row, for the DLQ.
+    pub sources: Vec<(i32, i64)>,
+    /// For each event row, where its credits start in `credits`.
+    credit_starts: Vec<usize>,
+    /// Highest offset seen per partition (decoded or dead-lettered).
+    next_offsets: BTreeMap<i32, i64>,
+    bytes: usize,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    pub fn push(&mut self, partition: i32, offset: i64, bytes: usize, event: EventRow, credits: Vec<CreditRow>) {
+        self.started.get_or_insert_with(Instant::now);
+        self.credit_starts.push(self.credits.len());
+        self.events.push(event);
+        self.credits.extend(credits);
+        self.sources.push((partition, offset));
+        self.bytes += bytes;
+        self.next_offsets.insert(partition, offset + 1);
+    }
+
+    /// A record that produced no row (dead-lettered) still moves the offset.
+    pub fn skip(&mut self, partition: i32, offset: i64) {
+        self.started.get_or_insert_with(Instant::now);
+        self.next_offsets.insert(partition, offset + 1);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next_offsets.is_empty()
+    }
+
+    pub fn is_full(&self, policy: &BatchPolicy) -> bool {
+        self.events.len() >= policy.max_rows || self.bytes >= policy.max_bytes
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// When the oldest row has waited `max_wait`.
+    pub fn deadline(&self, max_wait: Duration) -> Option<Instant> {
+        self.started.map(|s| s + max_wait)
+    }
+
+    /// Event rows `start..end` and their credit rows.
+    pub fn slice(&self, start: usize, end: usize) -> (Vec<EventRow>, Vec<CreditRow>)
+    where
+        EventRow: Clone,
+        CreditRow: Clone,
+    {
+        let credit_end = self.credit_starts.get(end).copied().unwrap_or(self.credits.len());
+        let credit_start = self.credit_starts.get(start).copied().unwrap_or(credit_end);
+        (self.events[start..end].to_vec(), self.credits[credit_start..credit_end].to_vec())
+    }
+
+    pub fn commit_list(&self, topic: &str) -> anyhow::Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for (partition, next) in &self.next_offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        Ok(tpl)
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}

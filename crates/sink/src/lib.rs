@@ -1,0 +1,219 @@
+//! The sink: attributed events from Kafka into ClickHouse, exactly once as the reports see it.
+//!
+//! - [`config`]: [`SinkConfig`] with the batch and retry policies.
+//! - [`batch`]: rows accumulated from Kafka with the offsets they came from.
+//! - [`metrics`]: every metric the sink emits.
+//!
+//! The guarantee: consumer offsets are committed only after ClickHouse acknowledged the insert
+//! of every row before them. A crash between insert and commit replays rows; the tables
+//! deduplicate on `event_id` (ReplacingMergeTree) and every report query is written to be
+//! correct before merges, so a replay never double-counts.
+
+pub mod batch;
+pub mod config;
+pub mod metrics;
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use tokio::time::sleep;
+use touchstream_avro::DlqRecord;
+use touchstream_kafka::{DlqWriter, LagContext, ensure_topics};
+use touchstream_model::AttributedEvent;
+use touchstream_model::time::now_ms;
+use touchstream_runtime::{Health, Shutdown, ops};
+use touchstream_warehouse::{WarehouseError, insert, rows_of};
+
+use crate::batch::Batch;
+pub use crate::config::SinkConfig;
+
+pub struct Application {
+    config: SinkConfig,
+    consumer: StreamConsumer<LagContext>,
+    clickhouse: clickhouse::Client,
+    dlq: DlqWriter,
+    health: Health,
+}
+
+impl Application {
+    pub async fn build(config: SinkConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        let health = Health::new();
+        health.register("clickhouse", "not checked yet");
+        if config.migrate_on_start {
+            let applied = touchstream_warehouse::migrate(&config.clickhouse_admin()).await?;
+            for name in applied {
+                tracing::info!(migration = %name, "applied migration");
+            }
+        }
+        let t = &config.topics;
+        ensure_topics(&config.kafka, &[t.spec(&t.attributed), t.spec(&t.dlq)]).await?;
+        let mut consumer_cfg = config.kafka.consumer("touchstream-sink", &config.group_id);
+        // While ClickHouse is down the sink stops polling on purpose; stay in the group meanwhile.
+        consumer_cfg.set("max.poll.interval.ms", "900000").set("statistics.interval.ms", "5000");
+        let consumer: StreamConsumer<LagContext> = consumer_cfg.create_with_context(LagContext::new("sink"))?;
+        consumer.subscribe(&[&config.topics.attributed])?;
+        let producer: FutureProducer = config.kafka.producer("touchstream-sink-dlq").create()?;
+        let dlq = DlqWriter::new(producer, config.topics.dlq.clone());
+        let clickhouse = touchstream_warehouse::client(&config.clickhouse);
+        health.ready("clickhouse");
+        Ok(Self { config, consumer, clickhouse, dlq, health })
+    }
+
+    /// Consumes until `shutdown` fires, then inserts the batch in hand, commits and returns.
+    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let ops = ops::serve(self.config.ops.listen, self.health.clone(), shutdown.clone()).await?;
+        tracing::info!(topic = %self.config.topics.attributed, ops = %ops.addr, "sink consuming");
+        let policy = self.config.batch.clone();
+        let mut batch = Batch::default();
+        loop {
+            let wait = batch.deadline(Duration::from_millis(policy.max_wait_ms));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = sleep_until_opt(wait) => {
+                    self.flush(&mut batch, &shutdown).await?;
+                }
+                received = self.consumer.recv() => match received {
+                    Ok(msg) => {
+                        self.add(&mut batch, &msg).await;
+                        if batch.is_full(&policy) {
+                            self.flush(&mut batch, &shutdown).await?;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
+                },
+            }
+        }
+        self.flush(&mut batch, &shutdown).await?;
+        tracing::info!("sink stopped");
+        Ok(())
+    }
+
+    async fn add(&self, batch: &mut Batch, msg: &rdkafka::message::BorrowedMessage<'_>) {
+        metrics::consumed(1);
+        let payload = msg.payload().unwrap_or_default();
+        match touchstream_avro::decode::<AttributedEvent>(payload) {
+            Ok(event) => {
+                let (row, credits) = rows_of(&event, now_ms());
+                batch.push(msg.partition(), msg.offset(), payload.len(), row, credits);
+            }
+            Err(e) => {
+                // A poison record: kept with its reason and position, and skipped.
+                self.dead_letter(payload, &format!("undecodable attributed event: {e}"), msg.partition(), msg.offset())
+                    .await;
+                batch.skip(msg.partition(), msg.offset());
+            }
+        }
+    }
+
+    /// Inserts the batch (retrying while ClickHouse is unavailable), then commits its offsets.
+    async fn flush(&self, batch: &mut Batch, shutdown: &Shutdown) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let bytes = batch.bytes();
+        let (events, credits) = (batch.events.len(), batch.credits.len());
+        self.insert_with_retry(batch, shutdown).await?;
+        metrics::inserted(events, credits, bytes, started.elapsed());
+        let offsets = batch.commit_list(&self.config.topics.attributed)?;
+        // Only now is everything before these offsets durable in ClickHouse.
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+            // After a rebalance the rows are re-delivered to the new owner and deduplicated.
+            tracing::warn!(error = %e, "offset commit failed; the rows will be re-delivered and deduplicated");
+        }
+        batch.clear();
+        Ok(())
+    }
+
+    async fn insert_with_retry(&self, batch: &mut Batch, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(self.config.retry.initial_ms);
+        let max = Duration::from_millis(self.config.retry.max_ms);
+        let mut paused = false;
+        loop {
+            match insert(&self.clickhouse, &batch.events, &batch.credits).await {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() => {
+                    metrics::retry();
+                    self.health.not_ready("clickhouse", e.to_string());
+                    if !paused {
+                        // Stop fetching while we wait: memory stays bounded by one batch.
+                        self.consumer.pause(&self.consumer.assignment()?)?;
+                        paused = true;
+                    }
+                    // Full jitter: spread the retries of many sinks.
+                    let jittered = Duration::from_millis(rand::rng().random_range(0..=backoff.as_millis() as u64));
+                    tracing::warn!(error = %e, retry_in_ms = jittered.as_millis() as u64, "clickhouse insert failed, retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => anyhow::bail!("shutdown while ClickHouse is unavailable: batch not committed, it will be re-delivered"),
+                        _ = sleep(jittered) => {}
+                    }
+                    backoff = (backoff * 2).min(max);
+                }
+                Err(e) => {
+                    self.isolate_rejected_rows(batch, e).await?;
+                    break;
+                }
+            }
+        }
+        if paused {
+            self.consumer.resume(&self.consumer.assignment()?)?;
+        }
+        self.health.ready("clickhouse");
+        Ok(())
+    }
+
+    /// ClickHouse refused the batch as malformed: find the rows it refuses by halving, send
+    /// them to the DLQ with the error, and insert the rest.
+    async fn isolate_rejected_rows(&self, batch: &mut Batch, first_error: WarehouseError) -> anyhow::Result<()> {
+        tracing::warn!(error = %first_error, rows = batch.events.len(), "clickhouse rejected the batch, isolating bad rows");
+        let mut pending = vec![(0, batch.events.len())];
+        let mut rejected = Vec::new();
+        while let Some((start, end)) = pending.pop() {
+            let (events, credits) = batch.slice(start, end);
+            match insert(&self.clickhouse, &events, &credits).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) if end - start == 1 => rejected.push((start, e.to_string())),
+                Err(_) => {
+                    let mid = start + (end - start) / 2;
+                    pending.push((start, mid));
+                    pending.push((mid, end));
+                }
+            }
+        }
+        metrics::dlq(rejected.len() as u64);
+        for (index, reason) in rejected {
+            let (partition, offset) = batch.sources[index];
+            let payload = format!("{:?}", batch.events[index]);
+            self.dead_letter(payload.as_bytes(), &format!("clickhouse rejected the row: {reason}"), partition, offset)
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, payload: &[u8], reason: &str, partition: i32, offset: i64) {
+        let record = DlqRecord {
+            stage: "sink".into(),
+            reason: reason.to_string(),
+            payload: payload.to_vec(),
+            source_topic: Some(self.config.topics.attributed.clone()),
+            source_partition: Some(partition),
+            source_offset: Some(offset),
+            failed_at: now_ms(),
+        };
+        if let Err(e) = self.dlq.send(None, &record).await {
+            tracing::error!(error = %e, reason, partition, offset, "could not write to the DLQ");
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

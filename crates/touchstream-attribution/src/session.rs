@@ -1,0 +1,358 @@
+//! Sessionisation (GA's rule): a visitor's session ends after 30 minutes without events, and a
+//! click arriving through a different campaign source starts a new one. A Direct (or internal)
+//! click never starts a session by itself inside the inactivity window.
+//!
+//! Sessions are always computed over the event-time order of the history, never arrival order:
+//! [`sessionize`] does it for a whole history, [`Sessionizer`] incrementally for a streaming
+//! enricher, keeping a [`SessionState`] per visitor that holds the events still within the
+//! allowed lateness so that a late event is placed by its event time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Channel;
+use crate::classify::Touch;
+
+/// What "the campaign source changed" compares: source, medium and campaign of a touch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CampaignKey {
+    pub source: String,
+    pub medium: String,
+    pub campaign: Option<String>,
+}
+
+impl CampaignKey {
+    /// The campaign a touch brings, if it can start a session: a click that is not internal and
+    /// not Direct.
+    pub fn of(touch: &Touch) -> Option<CampaignKey> {
+        (touch.opens_touch() && touch.channel != Channel::Direct).then(|| CampaignKey {
+            source: touch.source.clone(),
+            medium: touch.medium.clone(),
+            campaign: touch.campaign.clone(),
+        })
+    }
+}
+
+/// One event of a visitor. `touch` is the classified touch for `click` events and `None` for
+/// signup, download and purchase (they extend a session but never change its campaign).
+#[derive(Clone, Copy, Debug)]
+pub struct SessionEvent<'a> {
+    pub event_id: &'a str,
+    pub time_ms: i64,
+    pub touch: Option<&'a Touch>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionConfig {
+    /// GA: 30 minutes.
+    pub inactivity_ms: i64,
+    /// How late (behind the newest event time seen for the visitor) an event may arrive and
+    /// still be placed exactly. Later events are still assigned, best effort, and flagged.
+    pub max_lateness_ms: i64,
+    /// Bound on the events a [`SessionState`] keeps, whatever the lateness window.
+    pub max_retained_events: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            inactivity_ms: 30 * 60 * 1000,
+            max_lateness_ms: 30 * 60 * 1000,
+            max_retained_events: 1024,
+        }
+    }
+}
+
+/// One session of a whole history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Indices into the input slice, in event-time order.
+    pub events: Vec<usize>,
+    /// The campaign the session started with (None: started Direct or by a conversion).
+    pub campaign: Option<CampaignKey>,
+}
+
+/// Splits one visitor's history (any order) into sessions, ordered by start time. Events are
+/// ordered by (time, event id).
+pub fn sessionize(events: &[SessionEvent<'_>], config: &SessionConfig) -> Vec<Session> {
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by(|&a, &b| event_order(&events[a], &events[b]));
+    let mut sessions: Vec<Session> = Vec::new();
+    let mut current_campaign: Option<CampaignKey> = None;
+    let mut last_ms: Option<i64> = None;
+    for i in order {
+        let e = &events[i];
+        let campaign = e.touch.and_then(CampaignKey::of);
+        if starts_session(last_ms, current_campaign.as_ref(), e.time_ms, campaign.as_ref(), config)
+        {
+            current_campaign = campaign.clone();
+            sessions.push(Session {
+                start_ms: e.time_ms,
+                end_ms: e.time_ms,
+                events: Vec::new(),
+                campaign,
+            });
+        }
+        if let Some(s) = sessions.last_mut() {
+            s.end_ms = e.time_ms;
+            s.events.push(i);
+        }
+        last_ms = Some(e.time_ms);
+    }
+    sessions
+}
+
+fn event_order(a: &SessionEvent<'_>, b: &SessionEvent<'_>) -> std::cmp::Ordering {
+    a.time_ms
+        .cmp(&b.time_ms)
+        .then_with(|| a.event_id.cmp(b.event_id))
+}
+
+/// GA's rule: a gap longer than the inactivity timeout, or a campaign that differs from the
+/// session's (a session that started Direct changes campaign on its first campaign click).
+fn starts_session(
+    last_ms: Option<i64>,
+    session_campaign: Option<&CampaignKey>,
+    time_ms: i64,
+    campaign: Option<&CampaignKey>,
+    config: &SessionConfig,
+) -> bool {
+    let Some(last_ms) = last_ms else {
+        return true;
+    };
+    time_ms.saturating_sub(last_ms) > config.inactivity_ms
+        || campaign.is_some_and(|c| Some(c) != session_campaign)
+}
+
+/// A visitor's sessionisation state: the events still inside the lateness window, in event-time
+/// order, and what the last forgotten event said. Serialisable so the enricher can checkpoint it
+/// (e.g. in its compacted changelog) with the rest of the visitor's state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    next_session: u64,
+    /// Newest event time seen.
+    watermark_ms: Option<i64>,
+    /// In (time, event id) order.
+    retained: Vec<RetainedEvent>,
+    /// The newest event that was let go: everything before it is final.
+    anchor: Option<RetainedEvent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct RetainedEvent {
+    event_id: String,
+    time_ms: i64,
+    campaign: Option<CampaignKey>,
+    session: u64,
+    /// The campaign of the event's session as of this event.
+    session_campaign: Option<CampaignKey>,
+}
+
+impl SessionState {
+    pub fn new() -> Self {
+        SessionState::default()
+    }
+
+    /// How many events the state currently holds (bounded by the lateness window and
+    /// [`SessionConfig::max_retained_events`]).
+    pub fn retained_events(&self) -> usize {
+        self.retained.len()
+    }
+}
+
+/// Where an observed event went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionAssignment {
+    /// The visitor-local session number (0, 1, 2 … in order of creation); a session id is
+    /// e.g. `"{anonymous_id}:{session_number}"`.
+    pub session_number: u64,
+    /// This event is the first of its session (in event time) as things stand now.
+    pub starts_session: bool,
+    /// The event arrived later than `max_lateness_ms` behind the visitor's newest event: it was
+    /// assigned next to the oldest event still known, not exactly, and not retained.
+    pub beyond_lateness: bool,
+    /// The event id was already observed; the assignment is the current one and nothing changed.
+    pub duplicate: bool,
+    /// Earlier events whose session changed because this one arrived late (it split a session
+    /// with a new campaign, or bridged two sessions). Empty for in-order streams.
+    pub reassigned: Vec<Reassignment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reassignment {
+    pub event_id: String,
+    pub from_session: u64,
+    pub to_session: u64,
+}
+
+/// Incremental sessionisation: stateless itself (holds only the configuration), it updates a
+/// visitor's [`SessionState`] one event at a time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sessionizer {
+    pub config: SessionConfig,
+}
+
+impl Sessionizer {
+    pub fn new(config: SessionConfig) -> Self {
+        Sessionizer { config }
+    }
+
+    /// Places one event of the visitor by its event time. For events within the lateness bound
+    /// the sessions of the retained events are exactly those [`sessionize`] gives for the whole
+    /// history (session numbers aside); the events it renumbers are listed in the result.
+    pub fn observe(&self, state: &mut SessionState, event: SessionEvent<'_>) -> SessionAssignment {
+        let config = &self.config;
+        if let Some(found) = state.retained.iter().find(|r| r.event_id == event.event_id) {
+            return SessionAssignment {
+                session_number: found.session,
+                starts_session: false,
+                beyond_lateness: false,
+                duplicate: true,
+                reassigned: Vec::new(),
+            };
+        }
+        let campaign = event.touch.and_then(CampaignKey::of);
+        if let Some(anchor) = &state.anchor {
+            let key = (event.time_ms, event.event_id);
+            if key <= (anchor.time_ms, anchor.event_id.as_str()) {
+                return beyond_lateness(state, event.time_ms, campaign, config);
+            }
+        }
+        state.watermark_ms = Some(state.watermark_ms.map_or(event.time_ms, |w| w.max(event.time_ms)));
+
+        let position = state
+            .retained
+            .partition_point(|r| (r.time_ms, r.event_id.as_str()) < (event.time_ms, event.event_id));
+        state.retained.insert(
+            position,
+            RetainedEvent {
+                event_id: event.event_id.to_owned(),
+                time_ms: event.time_ms,
+                campaign,
+                session: u64::MAX,
+                session_campaign: None,
+            },
+        );
+        let reassigned = renumber(state, position, config);
+        let placed = &state.retained[position];
+        let starts_session = position
+            .checked_sub(1)
+            .map(|p| state.retained[p].session)
+            .or(state.anchor.as_ref().map(|a| a.session))
+            != Some(placed.session);
+        let session_number = placed.session;
+        forget_settled(state, config);
+        SessionAssignment {
+            session_number,
+            starts_session,
+            beyond_lateness: false,
+            duplicate: false,
+            reassigned,
+        }
+    }
+}
+
+/// Re-runs GA's rule over the retained events (starting from the anchor's context) and keeps the
+/// existing session numbers wherever the grouping allows.
+fn renumber(state: &mut SessionState, inserted: usize, config: &SessionConfig) -> Vec<Reassignment> {
+    let anchor_session = state.anchor.as_ref().map(|a| a.session);
+    let mut last_ms = state.anchor.as_ref().map(|a| a.time_ms);
+    let mut session_campaign = state.anchor.as_ref().and_then(|a| a.session_campaign.clone());
+    // `None`: the event continues the anchor's session; `Some(g)`: the g-th session that starts
+    // among the retained events.
+    let mut groups: Vec<Option<usize>> = Vec::with_capacity(state.retained.len());
+    let mut campaigns = Vec::with_capacity(state.retained.len());
+    let mut group_count = 0usize;
+    let mut current: Option<usize> = None;
+    for r in &state.retained {
+        if starts_session(last_ms, session_campaign.as_ref(), r.time_ms, r.campaign.as_ref(), config) {
+            current = Some(group_count);
+            group_count += 1;
+            session_campaign = r.campaign.clone();
+        }
+        groups.push(current);
+        campaigns.push(session_campaign.clone());
+        last_ms = Some(r.time_ms);
+    }
+    // A new group keeps the old number of its earliest member whose number is still free.
+    let mut numbers: Vec<Option<u64>> = vec![None; group_count];
+    for (i, r) in state.retained.iter().enumerate() {
+        let Some(g) = groups[i] else { continue };
+        if i == inserted || numbers[g].is_some() || Some(r.session) == anchor_session {
+            continue;
+        }
+        if !numbers.contains(&Some(r.session)) {
+            numbers[g] = Some(r.session);
+        }
+    }
+    let mut reassigned = Vec::new();
+    for (i, r) in state.retained.iter_mut().enumerate() {
+        let number = match (groups[i], anchor_session) {
+            (Some(g), _) => *numbers[g].get_or_insert_with(|| {
+                let n = state.next_session;
+                state.next_session += 1;
+                n
+            }),
+            (None, Some(a)) => a,
+            // Unreachable: without an anchor the first event always starts a session.
+            (None, None) => r.session,
+        };
+        if i != inserted && r.session != number {
+            reassigned.push(Reassignment {
+                event_id: r.event_id.clone(),
+                from_session: r.session,
+                to_session: number,
+            });
+        }
+        r.session = number;
+        r.session_campaign = campaigns[i].clone();
+    }
+    reassigned
+}
+
+/// Lets go of events no acceptable late event can sort before any more (older than the
+/// lateness bound behind the watermark), and of the oldest beyond the retention cap.
+fn forget_settled(state: &mut SessionState, config: &SessionConfig) {
+    let Some(watermark) = state.watermark_ms else {
+        return;
+    };
+    let settled_before = watermark.saturating_sub(config.max_lateness_ms.max(0));
+    let keep_from = state
+        .retained
+        .partition_point(|r| r.time_ms < settled_before)
+        .max(state.retained.len().saturating_sub(config.max_retained_events.max(1)));
+    if keep_from > 0 {
+        state.anchor = state.retained.drain(..keep_from).next_back();
+    }
+}
+
+/// An event older than everything that is still retained: joined to the anchor's session when
+/// GA's rule would allow it, otherwise given a session of its own. Not retained.
+fn beyond_lateness(
+    state: &mut SessionState,
+    time_ms: i64,
+    campaign: Option<CampaignKey>,
+    config: &SessionConfig,
+) -> SessionAssignment {
+    let joins = state.anchor.as_ref().and_then(|a| {
+        let close = a.time_ms.saturating_sub(time_ms) <= config.inactivity_ms;
+        let same = campaign.is_none() || campaign == a.session_campaign;
+        (close && same).then_some(a.session)
+    });
+    let (session_number, starts_session) = match joins {
+        Some(n) => (n, false),
+        None => {
+            let n = state.next_session;
+            state.next_session += 1;
+            (n, true)
+        }
+    };
+    SessionAssignment {
+        session_number,
+        starts_session,
+        beyond_lateness: true,
+        duplicate: false,
+        reassigned: Vec::new(),
+    }
+}

@@ -1,0 +1,41 @@
+//! `touchstream`: the command line for people, as opposed to the three services.
+//!
+//! - `touchstream classify`: how would this hit be attributed? (JSON lines in, JSON lines out)
+//! - `touchstream report`: source-of-sale and friends, from ClickHouse, in the terminal.
+//! - `touchstream generate`: realistic traffic for the demo and benchmarks.
+
+mod classify;
+mod generate;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "touchstream: which social channel really sells")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify hits: JSON lines {"page_url","referrer","user_agent"} on stdin, or one with flags.
+    Classify(classify::ClassifyArgs),
+    /// Print a report from ClickHouse (no name: list the reports).
+    Report(report::ReportArgs),
+    /// Post generated traffic to a collector.
+    Generate(generate::GenerateArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Classify(args) => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            classify::run(&args, stdin, stdout)
+        }
+        Command::Report(args) => report::run(&args, &mut std::io::stdout().lock()).await,
+        Command::Generate(args) => generate::run(&args).await.map(|_| ()),
+    }
+}

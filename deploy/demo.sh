@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `make demo`: the three binaries on generated traffic, then the answer from ClickHouse.
+# Uses its own topics (touchstream.demo-<time>.*) and database (touchstream_demo, recreated),
+# and stops what it started.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+RUN="$REPO/.services/demo"
+VISITORS="${VISITORS:-300}"
+DB=touchstream_demo
+PREFIX="touchstream.demo-$(date +%s)"
+mkdir -p "$RUN"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+ch() { curl -fsS "http://127.0.0.1:8123/?database=$DB" --data-binary "$1"; }
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+wait_ready() {
+  local url=$1 name=$2
+  for _ in $(seq 1 300); do
+    curl -fsS "$url" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "$name did not become ready; see $RUN/$name.log" >&2
+  tail -20 "$RUN/$name.log" >&2
+  exit 1
+}
+
+export TOUCHSTREAM_CONFIG="$REPO/deploy/demo.toml"
+for bin in PRODUCER ENRICHER SINK; do
+  export "TOUCHSTREAM_${bin}__TOPICS__RAW=$PREFIX.events.raw"
+  export "TOUCHSTREAM_${bin}__TOPICS__ATTRIBUTED=$PREFIX.events.attributed"
+  export "TOUCHSTREAM_${bin}__TOPICS__DLQ=$PREFIX.events.dlq"
+  export "TOUCHSTREAM_${bin}__TOPICS__CHANGELOG=$PREFIX.enricher.state"
+  export "TOUCHSTREAM_${bin}__LOG__FORMAT=text"
+done
+export TOUCHSTREAM_SINK__CLICKHOUSE__DATABASE=$DB
+export TOUCHSTREAM_ENRICHER__SITE_HOSTS='[shop.example]'
+export TOUCHSTREAM_ENRICHER__TRANSACTIONAL_ID="$PREFIX-enricher"
+export RUST_LOG="info,librdkafka=warn,rdkafka=warn"
+
+say "fresh demo database $DB, topics $PREFIX.*"
+curl -fsS http://127.0.0.1:8123/ --data-binary "DROP DATABASE IF EXISTS $DB" >/dev/null
+
+say "starting sink (migrates ClickHouse), enricher, producer"
+"$BIN/sink" >"$RUN/sink.log" 2>&1 & pids+=($!)
+wait_ready http://127.0.0.1:9102/readyz sink
+"$BIN/enricher" >"$RUN/enricher.log" 2>&1 & pids+=($!)
+wait_ready http://127.0.0.1:9101/readyz enricher
+"$BIN/producer" >"$RUN/producer.log" 2>&1 & pids+=($!)
+wait_ready http://127.0.0.1:8080/readyz producer
+echo "logs: $RUN/{sink,enricher,producer}.log"
+
+say "generating traffic: $VISITORS visitors from social networks, search, e-mail, AI assistants and direct"
+accepted=$("$BIN/touchstream" generate --url http://127.0.0.1:8080 --visitors "$VISITORS" 2>&1 | tee /dev/stderr | sed -n 's/.*accepted \([0-9]*\).*/\1/p')
+
+say "waiting until ClickHouse holds all $accepted events"
+for _ in $(seq 1 300); do
+  n=$(ch "SELECT count() FROM (SELECT event_id FROM events GROUP BY event_id)" 2>/dev/null || echo 0)
+  [ "$n" -ge "$accepted" ] && break
+  sleep 0.5
+done
+echo "ClickHouse: $n events"
+
+say "visitors, micro- and macro-conversions per social network (first touch)"
+ch "SELECT ifNull(social_network, concat('(not social: ', channel, ')')) AS network,
+           uniqExact(anonymous_id) AS visitors,
+           countIf(event_type IN ('signup', 'download')) AS micro_conversions,
+           countIf(event_type = 'purchase') AS purchases
+    FROM events FINAL
+    GROUP BY network ORDER BY visitors DESC FORMAT PrettyCompactMonoBlock"
+
+say "source of sale (last_non_direct): touchstream report source-of-sale"
+"$BIN/touchstream" report source-of-sale --database "$DB" --model last_non_direct
+
+say "the same purchases under every model (revenue credited to each social network, EUR)"
+ch "SELECT ifNull(social_network, '(not social)') AS network, model, round(sum(revenue_credit) / 100, 2) AS revenue_eur
+    FROM conversion_credits FINAL WHERE conversion_type = 'purchase'
+    GROUP BY network, model ORDER BY network, model FORMAT PrettyCompactMonoBlock" | head -60
+
+say "done; stopping the pipeline"

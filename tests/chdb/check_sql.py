@@ -1,0 +1,198 @@
+"""Runs every ClickHouse migration and report query on current ClickHouse, embedded via chDB.
+
+The local server is ClickHouse 18.16 and production runs current ClickHouse; the Rust tests
+(tests/tests/warehouse.rs) cover 18.16, this covers the other end. In a scratch database of a
+throwaway chDB session it:
+
+1. applies schemas/clickhouse/schema_migrations.sql and every NNNN_*.sql migration in order,
+   statement by statement, twice (they must be idempotent);
+2. inserts a small sample (one click, one purchase credited to it) twice, as a replayed sink
+   batch would, without merging;
+3. runs every schemas/clickhouse/reports/*.sql with its {from:DateTime}, {to:DateTime} and
+   {model:String} placeholders bound through chDB's own query parameters, and compares the
+   answer with the expected rows for the sample (which also shows the de-duplication works).
+
+Exits 0 when everything passed, 1 with a message per failure otherwise.
+
+Usage: .services/python/bin/python tests/chdb/check_sql.py   (from the repository root or anywhere)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+
+try:
+    import chdb
+    from chdb import session as chdb_session
+except ImportError:  # pragma: no cover - a setup problem, reported plainly
+    sys.exit(
+        "chdb is not installed in this Python: run `deploy/services.sh install-test-tools` and use "
+        ".services/python/bin/python (it installs tests/python-requirements.txt)"
+    )
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "schemas" / "clickhouse"
+PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^}]+?)\s*\}")
+KNOWN_PARAMS = {"from": "DateTime", "to": "DateTime", "model": "String"}
+PARAMS = {"from": "2026-01-01 00:00:00", "to": "2026-02-01 00:00:00", "model": "last_non_direct"}
+
+CLICK = "00000000-0000-4000-8000-000000000001"
+PURCHASE = "00000000-0000-4000-8000-000000000002"
+SAMPLE = [
+    f"""INSERT INTO events (event_id, event_type, event_time, event_time_ms, occurred_at_ms,
+        received_at, received_at_ms, ingested_at, ingested_at_ms, anonymous_id, identity_id,
+        session_id, page_url, property_keys, property_values, channel, source, medium, campaign,
+        content, social_network, opens_touch, lifecycle_stage, purchase_count)
+    VALUES ('{CLICK}', 'click', toDateTime('2026-01-10 00:00:00', 'UTC'), 1768003200000,
+        1768003200000, toDateTime('2026-01-10 00:00:00', 'UTC'), 1768003200000,
+        toDateTime('2026-01-20 00:00:00', 'UTC'), 1768867200000, 'a1', 'a1', 's1',
+        'https://shop.example/?utm_content=reel-1', ['plan'], ['pro'], 'Organic Social',
+        'instagram', 'social', 'spring', 'reel-1', 'instagram', 1, 'visitor', 0)""",
+    f"""INSERT INTO events (event_id, event_type, event_time, event_time_ms, occurred_at_ms,
+        received_at, received_at_ms, ingested_at, ingested_at_ms, anonymous_id, user_id,
+        identity_id, session_id, page_url, property_keys, property_values, order_id, revenue,
+        currency, channel, source, medium, opens_touch, lifecycle_stage, purchase_count,
+        touches_to_conversion, days_to_conversion)
+    VALUES ('{PURCHASE}', 'purchase', toDateTime('2026-01-12 00:00:00', 'UTC'), 1768176000000,
+        1768176000000, toDateTime('2026-01-12 00:00:00', 'UTC'), 1768176000000,
+        toDateTime('2026-01-20 00:00:00', 'UTC'), 1768867200000, 'a1', 'u1', 'u1', 's1',
+        'https://shop.example/thanks', [], [], 'o1', 5000, 'EUR', 'Direct', '(direct)', '(none)',
+        0, 'client', 1, 1, 2.0)""",
+    f"""INSERT INTO conversion_credits (conversion_event_id, conversion_type, conversion_time,
+        conversion_time_ms, identity_id, model, touch_event_id, touch_time, touch_time_ms, channel,
+        source, social_network, campaign, content, weight, revenue, revenue_credit, currency,
+        touches_to_conversion, days_to_conversion, ingested_at, ingested_at_ms)
+    VALUES ('{PURCHASE}', 'purchase', toDateTime('2026-01-12 00:00:00', 'UTC'), 1768176000000,
+        'u1', 'last_non_direct', '{CLICK}', toDateTime('2026-01-10 00:00:00', 'UTC'),
+        1768003200000, 'Organic Social', 'instagram', 'instagram', 'spring', 'reel-1', 1.0, 5000,
+        5000.0, 'EUR', 1, 2.0, toDateTime('2026-01-20 00:00:00', 'UTC'), 1768867200000)""",
+]
+
+# What each report must answer for the sample under last_non_direct in January 2026.
+EXPECTED = {
+    "source-of-sale": [["Organic Social", "instagram", "instagram", 1, 0, 5000, "EUR"]],
+    "social-micro-macro": [["instagram", 0, 0, 0, 1, 5000, 0]],
+    "posts": [["reel-1", "instagram", "instagram", "spring", 1, 1, 5000, 1]],
+    "path-length": [["touches", "1", 1, 1, 0], ["days", "1-3", 1, 1, 0]],
+    "funnel": [["instagram", 1, 0, 0, 1, 100]],
+    "lifecycle": [["instagram", 1, 1, 1, 0]],
+    "channel-share": [["social", 1, 100, 1, 100, 5000]],
+}
+
+
+def statements(sql: str) -> list[str]:
+    """Splits at ';' outside quotes and comments (the same rules as the Rust migrate runner)."""
+    out, start, i, n = [], 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"`":
+            i += 1
+            while i < n and sql[i] != c:
+                i += 2 if sql[i] == "\\" else 1
+        elif sql.startswith("--", i):
+            while i < n and sql[i] != "\n":
+                i += 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 1
+        elif c == ";":
+            out.append(sql[start:i])
+            start = i + 1
+        i += 1
+    out.append(sql[start:])
+    no_comments = lambda s: re.sub(r"--[^\n]*|/\*.*?\*/", "", s, flags=re.S).strip()
+    return [s.strip() for s in out if no_comments(s)]
+
+
+def same(got: list, want: list) -> bool:
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want):
+        if isinstance(w, (int, float)) and not isinstance(w, bool):
+            try:
+                if abs(float(g) - float(w)) > 1e-9:
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif str(g) != str(w):
+            return False
+    return True
+
+
+def main() -> int:
+    failures: list[str] = []
+    migrations = sorted(p for p in SCHEMAS.glob("*.sql") if re.match(r"\d{4}_", p.name))
+    reports = sorted((SCHEMAS / "reports").glob("*.sql"))
+    if not migrations or not reports:
+        print(f"no migrations or reports found under {SCHEMAS}", file=sys.stderr)
+        return 1
+
+    sess = chdb_session.Session()
+    version = sess.query("SELECT version()", "CSV").bytes().decode().strip().strip('"')
+    print(f"chdb {chdb.__version__}, ClickHouse {version}")
+    database = f"ts_check_{uuid.uuid4().hex[:12]}"
+    try:
+        sess.query(f"CREATE DATABASE {database}")
+        sess.query(f"USE {database}")
+
+        for run in (1, 2):
+            for path in [SCHEMAS / "schema_migrations.sql", *migrations]:
+                for statement in statements(path.read_text()):
+                    try:
+                        sess.query(statement)
+                    except Exception as e:  # chdb raises ChdbError; report any failure alike
+                        failures.append(f"migration {path.name} (run {run}) failed: {e}")
+        if failures:
+            raise StopIteration
+        print(f"ok   {len(migrations)} migrations applied twice")
+
+        for _ in range(2):  # a replayed batch: every row twice, unmerged
+            for insert in SAMPLE:
+                sess.query(insert)
+
+        for path in reports:
+            name = path.stem
+            sql = path.read_text()
+            unknown = {m.group(0) for m in PLACEHOLDER.finditer(sql)
+                       if KNOWN_PARAMS.get(m.group(1)) != m.group(2)}
+            if unknown:
+                failures.append(f"report {name}: unknown placeholders {sorted(unknown)}; "
+                                f"reports take {{from:DateTime}}, {{to:DateTime}}, {{model:String}}")
+                continue
+            try:
+                answer = json.loads(sess.query(sql, "JSONCompact", params=PARAMS).bytes())
+            except Exception as e:
+                failures.append(f"report {name} failed: {e}")
+                continue
+            rows = answer["data"]
+            want = EXPECTED.get(name)
+            if want is None:
+                failures.append(f"report {name}: no expected answer in check_sql.py; add one")
+            elif len(rows) != len(want) or not all(same(g, w) for g, w in zip(rows, want)):
+                failures.append(f"report {name}: got {rows}, expected {want}")
+            else:
+                columns = [c["name"] for c in answer["meta"]]
+                print(f"ok   report {name}: {len(rows)} rows, columns {columns}")
+    except StopIteration:
+        pass
+    finally:
+        try:
+            sess.query(f"DROP DATABASE IF EXISTS {database}")
+        finally:
+            sess.close()
+
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} check(s) failed on ClickHouse {version}", file=sys.stderr)
+        return 1
+    print(f"all migrations and {len(reports)} reports ran on ClickHouse {version}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+//! End to end: the three real binaries against the real broker and server. Events go in over
+//! HTTP and must come out of ClickHouse attributed to the right social network.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use touchstream_tests::{ScratchDatabase, Service, TestTopics, eventually, free_port, unique, wait_ready};
+
+struct Pipeline {
+    producer_url: String,
+    ops: Vec<String>,
+    services: Vec<Service>,
+}
+
+async fn start_pipeline(topics: &TestTopics, db: &ScratchDatabase) -> Pipeline {
+    let (sink_ops, enricher_ops, producer_port) = (free_port(), free_port(), free_port());
+    let mut sink_env = topics.env("sink");
+    sink_env.extend([
+        ("TOUCHSTREAM_SINK__CLICKHOUSE__DATABASE".into(), db.name.clone()),
+        ("TOUCHSTREAM_SINK__GROUP_ID".into(), unique("sink-")),
+        ("TOUCHSTREAM_SINK__OPS__LISTEN".into(), format!("127.0.0.1:{sink_ops}")),
+        ("TOUCHSTREAM_SINK__BATCH__MAX_WAIT_MS".into(), "200".into()),
+    ]);
+    let sink = Service::spawn("sink", &[], &sink_env);
+    wait_ready(&format!("http://127.0.0.1:{sink_ops}/readyz"), &sink).await;
+
+    let mut enricher_env = topics.env("enricher");
+    enricher_env.extend([
+        ("TOUCHSTREAM_ENRICHER__GROUP_ID".into(), unique("enricher-")),
+        ("TOUCHSTREAM_ENRICHER__TRANSACTIONAL_ID".into(), unique("enricher-tx-")),
+        ("TOUCHSTREAM_ENRICHER__OPS__LISTEN".into(), format!("127.0.0.1:{enricher_ops}")),
+        ("TOUCHSTREAM_ENRICHER__SITE_HOSTS".into(), "[shop.example]".into()),
+    ]);
+    let enricher = Service::spawn("enricher", &[], &enricher_env);
+    wait_ready(&format!("http://127.0.0.1:{enricher_ops}/readyz"), &enricher).await;
+
+    let mut producer_env = topics.env("producer");
+    producer_env.push(("TOUCHSTREAM_PRODUCER__LISTEN".into(), format!("127.0.0.1:{producer_port}")));
+    let producer = Service::spawn("producer", &[], &producer_env);
+    let producer_url = format!("http://127.0.0.1:{producer_port}");
+    wait_ready(&format!("{producer_url}/readyz"), &producer).await;
+    Pipeline {
+        ops: vec![producer_url.clone(), format!("http://127.0.0.1:{enricher_ops}"), format!("http://127.0.0.1:{sink_ops}")],
+        producer_url,
+        services: vec![producer, enricher, sink],
+    }
+}
+
+fn click(anonymous_id: &str, page_url: &str, referrer: Option<&str>) -> Value {
+    json!({ "event_id": uuid::Uuid::new_v4().to_string(), "event_type": "click", "anonymous_id": anonymous_id,
+            "page_url": page_url, "referrer": referrer, "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0" })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_posted_over_http_reach_clickhouse_attributed_to_their_network() {
+    let topics = TestTopics::create(2).await;
+    let db = ScratchDatabase::new();
+    let mut pipeline = start_pipeline(&topics, &db).await;
+    let http = reqwest::Client::new();
+
+    let purchase_id = uuid::Uuid::new_v4().to_string();
+    let batch = json!([
+        click("v-x", "https://shop.example/", Some("https://t.co/AbC123")),
+        click("v-fb", "https://shop.example/blog/post-1", Some("https://l.facebook.com/l.php?u=https%3A%2F%2Fshop.example%2F")),
+        click("v-li", "https://shop.example/?utm_source=LinkedIn&utm_medium=social&utm_campaign=launch&utm_content=post-42", None),
+        click("v-g", "https://shop.example/pricing", Some("https://www.google.de/")),
+        click("v-d", "https://shop.example/", None),
+        { "event_type": "signup", "anonymous_id": "v-fb", "page_url": "https://shop.example/newsletter", "signup_kind": "newsletter" },
+        { "event_id": purchase_id, "event_type": "purchase", "anonymous_id": "v-x", "page_url": "https://shop.example/thanks",
+          "order_id": "o-1", "revenue": 4999, "currency": "EUR" },
+    ]);
+    let resp = http.post(format!("{}/v1/events", pipeline.producer_url)).json(&batch).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["accepted"], 7);
+
+    let rows = eventually("7 events in ClickHouse", Duration::from_secs(90), || async {
+        let text = db
+            .query("SELECT anonymous_id, event_type, source, ifNull(social_network, '-') FROM events FINAL ORDER BY anonymous_id, event_type FORMAT TSV")
+            .await;
+        let rows: Vec<String> = text.lines().map(str::to_string).collect();
+        (rows.len() >= 7).then_some(rows)
+    })
+    .await;
+    assert_eq!(
+        rows,
+        [
+            "v-d\tclick\t(direct)\t-",
+            "v-fb\tclick\tfacebook\tfacebook",
+            "v-fb\tsignup\tfacebook\tfacebook",
+            "v-g\tclick\tgoogle\t-",
+            "v-li\tclick\tlinkedin\tlinkedin",
+            "v-x\tclick\tx\tx",
+            "v-x\tpurchase\tx\tx",
+        ],
+        "events as loaded"
+    );
+
+    // The purchase is credited to the t.co touch under every model.
+    let credits = eventually("the purchase's credits", Duration::from_secs(30), || async {
+        let text = db
+            .query(&format!(
+                "SELECT model, source, social_network, weight, revenue_credit FROM conversion_credits FINAL \
+                 WHERE conversion_event_id = '{purchase_id}' ORDER BY model FORMAT TSV"
+            ))
+            .await;
+        let rows: Vec<String> = text.lines().map(str::to_string).collect();
+        (rows.len() >= 6).then_some(rows)
+    })
+    .await;
+    assert_eq!(credits.len(), 6, "{credits:?}");
+    for row in &credits {
+        let cols: Vec<&str> = row.split('\t').collect();
+        assert_eq!(&cols[1..], ["x", "x", "1", "4999"], "{row}");
+    }
+
+    // Every binary counted what went through it.
+    for (url, metric) in pipeline.ops.iter().zip([
+        "touchstream_producer_events_accepted_total",
+        "touchstream_enricher_events_out_total",
+        "touchstream_sink_rows_inserted_total",
+    ]) {
+        let text = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(text.contains(metric), "{url}/metrics lacks {metric}:\n{text}");
+    }
+
+    // Graceful shutdown: each drains and exits 0.
+    for service in &mut pipeline.services {
+        assert!(service.terminate(), "{} did not exit cleanly; log:\n{}", service.name, service.log_text());
+    }
+}
