@@ -28,7 +28,10 @@ pub fn unique(prefix: &str) -> String {
 /// Runs a blocking cleanup on its own thread and runtime (usable from `Drop` inside tokio).
 fn run_detached<F: Future<Output = ()> + Send + 'static>(f: F) {
     let _ = std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             rt.block_on(f);
         }
     })
@@ -44,8 +47,15 @@ impl TestTopics {
     pub async fn create(partitions: i32) -> Self {
         let mut topics = Topics::with_prefix(&unique("test."));
         topics.partitions = partitions;
-        let specs: Vec<_> =
-            [&topics.raw, &topics.attributed, &topics.dlq, &topics.changelog].iter().map(|t| topics.spec(t)).collect();
+        let specs: Vec<_> = [
+            &topics.raw,
+            &topics.attributed,
+            &topics.dlq,
+            &topics.changelog,
+        ]
+        .iter()
+        .map(|t| topics.spec(t))
+        .collect();
         ensure_topics(&kafka(), &specs).await.unwrap();
         Self { topics }
     }
@@ -68,15 +78,24 @@ impl Drop for TestTopics {
     fn drop(&mut self) {
         let t = self.topics.clone();
         run_detached(async move {
-            let admin: AdminClient<DefaultClientContext> = kafka().admin("touchstream-tests").create().unwrap();
-            let names = [t.raw.as_str(), t.attributed.as_str(), t.dlq.as_str(), t.changelog.as_str()];
+            let admin: AdminClient<DefaultClientContext> =
+                kafka().admin("touchstream-tests").create().unwrap();
+            let names = [
+                t.raw.as_str(),
+                t.attributed.as_str(),
+                t.dlq.as_str(),
+                t.changelog.as_str(),
+            ];
             let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
         });
     }
 }
 
 pub fn kafka() -> KafkaConfig {
-    KafkaConfig { brokers: KAFKA_BROKERS.into(), ..KafkaConfig::default() }
+    KafkaConfig {
+        brokers: KAFKA_BROKERS.into(),
+        ..KafkaConfig::default()
+    }
 }
 
 /// A ClickHouse database of its own, dropped on drop.
@@ -87,7 +106,9 @@ pub struct ScratchDatabase {
 impl ScratchDatabase {
     /// Only names it: the sink's migrations create it.
     pub fn new() -> Self {
-        Self { name: unique("ts_test_") }
+        Self {
+            name: unique("ts_test_"),
+        }
     }
 
     /// Runs a query (as the `default` user) in this database and returns the text answer.
@@ -113,11 +134,16 @@ impl Drop for ScratchDatabase {
 
 /// A query over ClickHouse's HTTP interface; panics with ClickHouse's message on error.
 pub async fn clickhouse_query(database: Option<&str>, sql: &str) -> String {
-    let mut req = reqwest::Client::new().post(CLICKHOUSE_URL).body(sql.to_string());
+    let mut req = reqwest::Client::new()
+        .post(CLICKHOUSE_URL)
+        .body(sql.to_string());
     if let Some(db) = database {
         req = req.query(&[("database", db)]);
     }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("ClickHouse at {CLICKHOUSE_URL} is not answering: {e}"));
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ClickHouse at {CLICKHOUSE_URL} is not answering: {e}"));
     let status = resp.status();
     let text = resp.text().await.unwrap();
     assert!(status.is_success(), "ClickHouse refused {sql:?}: {text}");
@@ -126,7 +152,11 @@ pub async fn clickhouse_query(database: Option<&str>, sql: &str) -> String {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Where `cargo build --bins` put the workspace binaries (next to this test's `deps/`).
@@ -134,7 +164,11 @@ pub fn binary_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -147,18 +181,29 @@ pub struct Service {
 
 impl Service {
     pub fn spawn(name: &str, args: &[&str], env: &[(String, String)]) -> Self {
-        let log = std::env::temp_dir().join(format!("{}-{}.log", unique(&format!("{name}-")), std::process::id()));
+        let log = std::env::temp_dir().join(format!(
+            "{}-{}.log",
+            unique(&format!("{name}-")),
+            std::process::id()
+        ));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary_path(name))
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("TOUCHSTREAM_".to_string() + &name.to_ascii_uppercase() + "__LOG__FORMAT", "text")
+            .env(
+                "TOUCHSTREAM_".to_string() + &name.to_ascii_uppercase() + "__LOG__FORMAT",
+                "text",
+            )
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .unwrap();
-        Self { name: name.to_string(), child, log }
+        Self {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     /// SIGKILL: no drain, no flush (what a crash looks like).
@@ -169,7 +214,10 @@ impl Service {
 
     /// SIGTERM and wait for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -205,7 +253,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < until, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -220,7 +271,193 @@ pub async fn wait_ready(url: &str, service: &Service) {
                 return;
             }
         }
-        assert!(Instant::now() < until, "{} not ready at {url} after 60 s; its log:\n{}", service.name, service.log_text());
+        assert!(
+            Instant::now() < until,
+            "{} not ready at {url} after 60 s; its log:\n{}",
+            service.name,
+            service.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The three real binaries on one test's topics and database: sink (which migrates the
+/// database), enricher, producer, each started and ready.
+pub struct Pipeline {
+    /// The collector's base URL.
+    pub producer_url: String,
+    /// Base URLs of the producer's, enricher's and sink's ops endpoints.
+    pub ops: Vec<String>,
+    /// producer, enricher, sink.
+    pub services: Vec<Service>,
+}
+
+impl Pipeline {
+    pub async fn start(topics: &TestTopics, db: &ScratchDatabase) -> Pipeline {
+        let (sink_ops, enricher_ops, producer_port) = (free_port(), free_port(), free_port());
+        let mut sink_env = topics.env("sink");
+        sink_env.extend([
+            (
+                "TOUCHSTREAM_SINK__CLICKHOUSE__DATABASE".into(),
+                db.name.clone(),
+            ),
+            ("TOUCHSTREAM_SINK__GROUP_ID".into(), unique("sink-")),
+            (
+                "TOUCHSTREAM_SINK__OPS__LISTEN".into(),
+                format!("127.0.0.1:{sink_ops}"),
+            ),
+            ("TOUCHSTREAM_SINK__BATCH__MAX_WAIT_MS".into(), "200".into()),
+        ]);
+        let sink = Service::spawn("sink", &[], &sink_env);
+        wait_ready(&format!("http://127.0.0.1:{sink_ops}/readyz"), &sink).await;
+
+        let mut enricher_env = topics.env("enricher");
+        enricher_env.extend([
+            ("TOUCHSTREAM_ENRICHER__GROUP_ID".into(), unique("enricher-")),
+            (
+                "TOUCHSTREAM_ENRICHER__TRANSACTIONAL_ID".into(),
+                unique("enricher-tx-"),
+            ),
+            (
+                "TOUCHSTREAM_ENRICHER__OPS__LISTEN".into(),
+                format!("127.0.0.1:{enricher_ops}"),
+            ),
+            (
+                "TOUCHSTREAM_ENRICHER__SITE_HOSTS".into(),
+                "[shop.example]".into(),
+            ),
+        ]);
+        let enricher = Service::spawn("enricher", &[], &enricher_env);
+        wait_ready(
+            &format!("http://127.0.0.1:{enricher_ops}/readyz"),
+            &enricher,
+        )
+        .await;
+
+        let mut producer_env = topics.env("producer");
+        producer_env.push((
+            "TOUCHSTREAM_PRODUCER__LISTEN".into(),
+            format!("127.0.0.1:{producer_port}"),
+        ));
+        let producer = Service::spawn("producer", &[], &producer_env);
+        let producer_url = format!("http://127.0.0.1:{producer_port}");
+        wait_ready(&format!("{producer_url}/readyz"), &producer).await;
+        Pipeline {
+            ops: vec![
+                producer_url.clone(),
+                format!("http://127.0.0.1:{enricher_ops}"),
+                format!("http://127.0.0.1:{sink_ops}"),
+            ],
+            producer_url,
+            services: vec![producer, enricher, sink],
+        }
+    }
+}
+
+/// Reads `topic` from the beginning (read_committed) until `enough` says the records so far
+/// suffice, or `deadline` passes (then panics with what was read).
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    deadline: Duration,
+    enough: impl Fn(&[rdkafka::message::OwnedMessage]) -> bool,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let mut cfg = KafkaConfig { brokers: brokers.into(), ..KafkaConfig::default() }.consumer("touchstream-tests", &unique("reader-"));
+    cfg.set("enable.partition.eof", "false");
+    let consumer: StreamConsumer = cfg.create().unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let until = Instant::now() + deadline;
+    let mut out = Vec::new();
+    while !enough(&out) {
+        let left = until.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "read {} records from {topic} within {deadline:?}, not enough", out.len());
+        if let Ok(Ok(m)) = tokio::time::timeout(left.min(Duration::from_millis(500)), consumer.recv()).await {
+            let _ = m.offset();
+            out.push(m.detach());
+        }
+    }
+    out
+}
+
+/// A Kafka broker of a test's own (same jars as `deploy/services.sh`, its own ports and data
+/// directory), for tests that stop and restart the broker without disturbing the shared one.
+pub struct PrivateBroker {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services/kafka/lib");
+        assert!(lib.exists(), "{} is missing: run deploy/services.sh start kafka", lib.display());
+        let (port, controller) = (free_port(), free_port());
+        let dir = std::env::temp_dir().join(unique("ts-broker-"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let template = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kafka/server.properties")).unwrap();
+        let props = template
+            .replace("@DATA@", &dir.join("data").display().to_string())
+            .replace("@PORT@", &port.to_string())
+            .replace("@CONTROLLER_PORT@", &controller.to_string());
+        std::fs::write(dir.join("server.properties"), props).unwrap();
+        let java = |args: &[&str]| {
+            let mut c = Command::new("java");
+            c.arg("-Xmx512m").arg("-cp").arg(format!("{}/*", lib.display())).args(args);
+            c
+        };
+        let status = java(&["kafka.tools.StorageTool", "format", "--standalone", "-t", "q1Sh-9_ISia_zwGINzRvyQ", "-c"])
+            .arg(dir.join("server.properties"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "formatting the private broker's storage failed");
+        let mut broker = Self { port, dir, child: None };
+        broker.resume();
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same data and waits until it accepts connections.
+    pub fn resume(&mut self) {
+        let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services/kafka/lib");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("kafka.log")).unwrap();
+        let child = Command::new("java")
+            .arg("-Xmx512m")
+            .arg(format!("-Dlog4j2.configurationFile={}/../deploy/kafka/log4j2.properties", env!("CARGO_MANIFEST_DIR")))
+            .arg("-cp")
+            .arg(format!("{}/*", lib.display()))
+            .arg("kafka.Kafka")
+            .arg(self.dir.join("server.properties"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < until, "private broker did not start; see {}", self.dir.join("kafka.log").display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGKILL: the broker vanishes mid-stream.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

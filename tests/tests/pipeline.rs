@@ -6,47 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use touchstream_tests::{ScratchDatabase, Service, TestTopics, eventually, free_port, unique, wait_ready};
-
-struct Pipeline {
-    producer_url: String,
-    ops: Vec<String>,
-    services: Vec<Service>,
-}
-
-async fn start_pipeline(topics: &TestTopics, db: &ScratchDatabase) -> Pipeline {
-    let (sink_ops, enricher_ops, producer_port) = (free_port(), free_port(), free_port());
-    let mut sink_env = topics.env("sink");
-    sink_env.extend([
-        ("TOUCHSTREAM_SINK__CLICKHOUSE__DATABASE".into(), db.name.clone()),
-        ("TOUCHSTREAM_SINK__GROUP_ID".into(), unique("sink-")),
-        ("TOUCHSTREAM_SINK__OPS__LISTEN".into(), format!("127.0.0.1:{sink_ops}")),
-        ("TOUCHSTREAM_SINK__BATCH__MAX_WAIT_MS".into(), "200".into()),
-    ]);
-    let sink = Service::spawn("sink", &[], &sink_env);
-    wait_ready(&format!("http://127.0.0.1:{sink_ops}/readyz"), &sink).await;
-
-    let mut enricher_env = topics.env("enricher");
-    enricher_env.extend([
-        ("TOUCHSTREAM_ENRICHER__GROUP_ID".into(), unique("enricher-")),
-        ("TOUCHSTREAM_ENRICHER__TRANSACTIONAL_ID".into(), unique("enricher-tx-")),
-        ("TOUCHSTREAM_ENRICHER__OPS__LISTEN".into(), format!("127.0.0.1:{enricher_ops}")),
-        ("TOUCHSTREAM_ENRICHER__SITE_HOSTS".into(), "[shop.example]".into()),
-    ]);
-    let enricher = Service::spawn("enricher", &[], &enricher_env);
-    wait_ready(&format!("http://127.0.0.1:{enricher_ops}/readyz"), &enricher).await;
-
-    let mut producer_env = topics.env("producer");
-    producer_env.push(("TOUCHSTREAM_PRODUCER__LISTEN".into(), format!("127.0.0.1:{producer_port}")));
-    let producer = Service::spawn("producer", &[], &producer_env);
-    let producer_url = format!("http://127.0.0.1:{producer_port}");
-    wait_ready(&format!("{producer_url}/readyz"), &producer).await;
-    Pipeline {
-        ops: vec![producer_url.clone(), format!("http://127.0.0.1:{enricher_ops}"), format!("http://127.0.0.1:{sink_ops}")],
-        producer_url,
-        services: vec![producer, enricher, sink],
-    }
-}
+use touchstream_tests::{Pipeline, ScratchDatabase, TestTopics, eventually};
 
 fn click(anonymous_id: &str, page_url: &str, referrer: Option<&str>) -> Value {
     json!({ "event_id": uuid::Uuid::new_v4().to_string(), "event_type": "click", "anonymous_id": anonymous_id,
@@ -57,7 +17,7 @@ fn click(anonymous_id: &str, page_url: &str, referrer: Option<&str>) -> Value {
 async fn events_posted_over_http_reach_clickhouse_attributed_to_their_network() {
     let topics = TestTopics::create(2).await;
     let db = ScratchDatabase::new();
-    let mut pipeline = start_pipeline(&topics, &db).await;
+    let mut pipeline = Pipeline::start(&topics, &db).await;
     let http = reqwest::Client::new();
 
     let purchase_id = uuid::Uuid::new_v4().to_string();
@@ -71,7 +31,12 @@ async fn events_posted_over_http_reach_clickhouse_attributed_to_their_network() 
         { "event_id": purchase_id, "event_type": "purchase", "anonymous_id": "v-x", "page_url": "https://shop.example/thanks",
           "order_id": "o-1", "revenue": 4999, "currency": "EUR" },
     ]);
-    let resp = http.post(format!("{}/v1/events", pipeline.producer_url)).json(&batch).send().await.unwrap();
+    let resp = http
+        .post(format!("{}/v1/events", pipeline.producer_url))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["accepted"], 7);
@@ -122,12 +87,27 @@ async fn events_posted_over_http_reach_clickhouse_attributed_to_their_network() 
         "touchstream_enricher_events_out_total",
         "touchstream_sink_rows_inserted_total",
     ]) {
-        let text = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(text.contains(metric), "{url}/metrics lacks {metric}:\n{text}");
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains(metric),
+            "{url}/metrics lacks {metric}:\n{text}"
+        );
     }
 
     // Graceful shutdown: each drains and exits 0.
     for service in &mut pipeline.services {
-        assert!(service.terminate(), "{} did not exit cleanly; log:\n{}", service.name, service.log_text());
+        assert!(
+            service.terminate(),
+            "{} did not exit cleanly; log:\n{}",
+            service.name,
+            service.log_text()
+        );
     }
 }
