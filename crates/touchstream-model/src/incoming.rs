@@ -25,7 +25,10 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -100,45 +103,75 @@ pub fn validate(
     make_event_id: impl FnOnce() -> String,
 ) -> Result<RawEvent, Vec<FieldError>> {
     let Some(obj) = value.as_object() else {
-        return Err(vec![FieldError::new("(event)", format!("expected a JSON object, got {}", kind(value)))]);
+        return Err(vec![FieldError::new(
+            "(event)",
+            format!("expected a JSON object, got {}", kind(value)),
+        )]);
     };
-    let mut v = Validator { obj, limits, errors: Vec::new() };
+    let mut v = Validator {
+        obj,
+        limits,
+        errors: Vec::new(),
+    };
 
     let event_type = match obj.get("event_type") {
         None | Some(Value::Null) => {
-            v.err("event_type", "missing; one of click, signup, download, purchase");
+            v.err(
+                "event_type",
+                "missing; one of click, signup, download, purchase",
+            );
             None
         }
         Some(Value::String(s)) => {
             let t = EventType::parse(s);
             if t.is_none() {
-                v.err("event_type", format!("unknown event type {s:?}; one of click, signup, download, purchase"));
+                v.err(
+                    "event_type",
+                    format!("unknown event type {s:?}; one of click, signup, download, purchase"),
+                );
             }
             t
         }
         Some(other) => {
-            v.err("event_type", format!("expected a string, got {}", kind(other)));
+            v.err(
+                "event_type",
+                format!("expected a string, got {}", kind(other)),
+            );
             None
         }
     };
 
     for key in obj.keys() {
         let known = COMMON_FIELDS.contains(&key.as_str())
-            || EventType::ALL.iter().any(|t| type_fields(*t).contains(&key.as_str()));
+            || EventType::ALL
+                .iter()
+                .any(|t| type_fields(*t).contains(&key.as_str()));
         if !known {
             v.err(key, "unknown field");
-        } else if let Some(t) = event_type {
-            if !COMMON_FIELDS.contains(&key.as_str()) && !type_fields(t).contains(&key.as_str()) {
-                let owner = EventType::ALL.into_iter().find(|o| type_fields(*o).contains(&key.as_str()));
-                let owner = owner.map_or("another event type", EventType::as_str);
-                v.err(key, format!("only allowed on {owner} events, this is a {} event", t.as_str()));
-            }
+        } else if let Some(t) = event_type
+            && !COMMON_FIELDS.contains(&key.as_str())
+            && !type_fields(t).contains(&key.as_str())
+        {
+            let owner = EventType::ALL
+                .into_iter()
+                .find(|o| type_fields(*o).contains(&key.as_str()));
+            let owner = owner.map_or("another event type", EventType::as_str);
+            v.err(
+                key,
+                format!(
+                    "only allowed on {owner} events, this is a {} event",
+                    t.as_str()
+                ),
+            );
         }
     }
 
     let event_id = match v.opt_string("event_id", 64) {
         Some(id) if uuid::Uuid::parse_str(&id).is_err() => {
-            v.err("event_id", "not a UUID (send a UUID, or leave it out and the collector makes one)");
+            v.err(
+                "event_id",
+                "not a UUID (send a UUID, or leave it out and the collector makes one)",
+            );
             None
         }
         Some(id) => Some(id.to_ascii_lowercase()),
@@ -150,7 +183,9 @@ pub fn validate(
     let sent_at = v.opt_time("sent_at");
     let page_url = v.required_url("page_url");
     let referrer = v.opt_string("referrer", limits.max_url_len);
-    let user_agent = v.opt_string("user_agent", limits.max_string_len * 4).or_else(|| ctx.user_agent.clone());
+    let user_agent = v
+        .opt_string("user_agent", limits.max_string_len * 4)
+        .or_else(|| ctx.user_agent.clone());
     let properties = v.properties();
     let target_url = v.opt_string("target_url", limits.max_url_len);
     let element = v.opt_string("element", limits.max_string_len);
@@ -159,16 +194,23 @@ pub fn validate(
     let asset_id = v.opt_string("asset_id", limits.max_string_len);
     let asset_kind = v.opt_string("asset_kind", limits.max_string_len);
     let (order_id, revenue, currency) = if event_type == Some(EventType::Purchase) {
-        (v.required_string("order_id", limits.max_string_len), v.revenue(), v.currency())
+        (
+            v.required_string("order_id", limits.max_string_len),
+            v.revenue(),
+            v.currency(),
+        )
     } else {
         (None, None, None)
     };
 
     let occurred = occurred_at.unwrap_or(ctx.received_at);
-    if let (Some(o), Some(s)) = (occurred_at, sent_at) {
-        if o > s + MINUTE_MS {
-            v.err("occurred_at", "later than sent_at: an event cannot happen after it was sent");
-        }
+    if let (Some(o), Some(s)) = (occurred_at, sent_at)
+        && o > s + MINUTE_MS
+    {
+        v.err(
+            "occurred_at",
+            "later than sent_at: an event cannot happen after it was sent",
+        );
     }
     let event_time = corrected_event_time(occurred, sent_at, ctx.received_at);
     if event_time > ctx.received_at + limits.max_future_ms {
@@ -182,7 +224,10 @@ pub fn validate(
         );
     }
     if event_time < ctx.received_at - limits.max_past_ms {
-        v.err("occurred_at", format!("more than {} days in the past", limits.max_past_ms / DAY_MS));
+        v.err(
+            "occurred_at",
+            format!("more than {} days in the past", limits.max_past_ms / DAY_MS),
+        );
     }
 
     let errors = v.errors;
@@ -231,7 +276,10 @@ impl Validator<'_> {
         match self.obj.get(field) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.len() > max_len => {
-                self.err(field, format!("too long: {} bytes, limit {max_len}", s.len()));
+                self.err(
+                    field,
+                    format!("too long: {} bytes, limit {max_len}", s.len()),
+                );
                 None
             }
             Some(Value::String(s)) if s.trim().is_empty() => None,
@@ -257,7 +305,10 @@ impl Validator<'_> {
         match url::Url::parse(s.trim()) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Some(s),
             Ok(u) => {
-                self.err(field, format!("scheme {:?} is not http or https", u.scheme()));
+                self.err(
+                    field,
+                    format!("scheme {:?} is not http or https", u.scheme()),
+                );
                 None
             }
             Err(e) => {
@@ -274,7 +325,12 @@ impl Validator<'_> {
             Some(Value::String(s)) => {
                 let t = parse_rfc3339_ms(s);
                 if t.is_none() {
-                    self.err(field, format!("{s:?} is not an RFC 3339 timestamp (like 2026-11-25T10:00:00.000Z)"));
+                    self.err(
+                        field,
+                        format!(
+                            "{s:?} is not an RFC 3339 timestamp (like 2026-11-25T10:00:00.000Z)"
+                        ),
+                    );
                 }
                 t
             }
@@ -286,7 +342,13 @@ impl Validator<'_> {
                 }
             },
             Some(other) => {
-                self.err(field, format!("expected an RFC 3339 string or epoch milliseconds, got {}", kind(other)));
+                self.err(
+                    field,
+                    format!(
+                        "expected an RFC 3339 string or epoch milliseconds, got {}",
+                        kind(other)
+                    ),
+                );
                 None
             }
         }
@@ -298,7 +360,14 @@ impl Validator<'_> {
             None | Some(Value::Null) => {}
             Some(Value::Object(map)) => {
                 if map.len() > self.limits.max_properties {
-                    self.err("properties", format!("{} entries, limit {}", map.len(), self.limits.max_properties));
+                    self.err(
+                        "properties",
+                        format!(
+                            "{} entries, limit {}",
+                            map.len(),
+                            self.limits.max_properties
+                        ),
+                    );
                     return out;
                 }
                 for (k, val) in map {
@@ -309,7 +378,13 @@ impl Validator<'_> {
                         Value::Number(n) => n.to_string(),
                         Value::Bool(b) => b.to_string(),
                         other => {
-                            self.err(&field, format!("expected a string, number or boolean, got {}", kind(other)));
+                            self.err(
+                                &field,
+                                format!(
+                                    "expected a string, number or boolean, got {}",
+                                    kind(other)
+                                ),
+                            );
                             continue;
                         }
                     };
@@ -320,7 +395,10 @@ impl Validator<'_> {
                     out.insert(k.clone(), s);
                 }
             }
-            Some(other) => self.err("properties", format!("expected an object of strings, got {}", kind(other))),
+            Some(other) => self.err(
+                "properties",
+                format!("expected an object of strings, got {}", kind(other)),
+            ),
         }
         out
     }
@@ -328,18 +406,27 @@ impl Validator<'_> {
     fn revenue(&mut self) -> Option<i64> {
         match self.obj.get("revenue") {
             None | Some(Value::Null) => {
-                self.err("revenue", "missing: purchase revenue in minor units (cents), e.g. 4999");
+                self.err(
+                    "revenue",
+                    "missing: purchase revenue in minor units (cents), e.g. 4999",
+                );
                 None
             }
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(r) if r >= 0 => Some(r),
                 _ => {
-                    self.err("revenue", format!("{n} is not a non-negative integer amount in minor units (cents)"));
+                    self.err(
+                        "revenue",
+                        format!("{n} is not a non-negative integer amount in minor units (cents)"),
+                    );
                     None
                 }
             },
             Some(other) => {
-                self.err("revenue", format!("expected an integer in minor units, got {}", kind(other)));
+                self.err(
+                    "revenue",
+                    format!("expected an integer in minor units, got {}", kind(other)),
+                );
                 None
             }
         }
@@ -350,7 +437,10 @@ impl Validator<'_> {
         if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
             Some(c.to_ascii_uppercase())
         } else {
-            self.err("currency", format!("{c:?} is not an ISO 4217 code like EUR or USD"));
+            self.err(
+                "currency",
+                format!("{c:?} is not an ISO 4217 code like EUR or USD"),
+            );
             None
         }
     }
@@ -393,11 +483,17 @@ mod tests {
     const NOW: i64 = 1_795_600_800_000;
 
     fn ctx() -> ServerContext {
-        ServerContext { received_at: NOW, ip: Some("10.1.2.0".into()), user_agent: Some("UA-header".into()) }
+        ServerContext {
+            received_at: NOW,
+            ip: Some("10.1.2.0".into()),
+            user_agent: Some("UA-header".into()),
+        }
     }
 
     fn check(v: Value) -> Result<RawEvent, Vec<FieldError>> {
-        validate(&v, &ctx(), &ValidationLimits::default(), || "generated".into())
+        validate(&v, &ctx(), &ValidationLimits::default(), || {
+            "generated".into()
+        })
     }
 
     fn fields(v: Value) -> Vec<String> {
@@ -431,33 +527,83 @@ mod tests {
 
     #[test]
     fn reports_every_problem_with_its_field() {
-        assert_eq!(fields(json!({"anonymous_id": "a", "page_url": "https://x.example/"})), ["event_type"]);
-        assert_eq!(fields(json!({"event_type": "like", "anonymous_id": "a", "page_url": "https://x.example/"})), ["event_type"]);
-        assert_eq!(fields(json!({"event_type": "click", "page_url": "https://x.example/"})), ["anonymous_id"]);
-        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "/relative"})), ["page_url"]);
-        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "ftp://x.example/"})), ["page_url"]);
         assert_eq!(
-            fields(json!({"event_type": "purchase", "anonymous_id": "a", "page_url": "https://x.example/", "revenue": -1, "currency": "euro"})),
+            fields(json!({"anonymous_id": "a", "page_url": "https://x.example/"})),
+            ["event_type"]
+        );
+        assert_eq!(
+            fields(
+                json!({"event_type": "like", "anonymous_id": "a", "page_url": "https://x.example/"})
+            ),
+            ["event_type"]
+        );
+        assert_eq!(
+            fields(json!({"event_type": "click", "page_url": "https://x.example/"})),
+            ["anonymous_id"]
+        );
+        assert_eq!(
+            fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "/relative"})),
+            ["page_url"]
+        );
+        assert_eq!(
+            fields(
+                json!({"event_type": "click", "anonymous_id": "a", "page_url": "ftp://x.example/"})
+            ),
+            ["page_url"]
+        );
+        assert_eq!(
+            fields(
+                json!({"event_type": "purchase", "anonymous_id": "a", "page_url": "https://x.example/", "revenue": -1, "currency": "euro"})
+            ),
             ["order_id", "revenue", "currency"]
         );
         assert_eq!(
-            fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "revenue": 1, "colour": "red"})),
+            fields(
+                json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "revenue": 1, "colour": "red"})
+            ),
             ["colour", "revenue"]
         );
-        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": 7, "page_url": "https://x.example/"})), ["anonymous_id"]);
-        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "event_id": "nope"})), ["event_id"]);
-        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "properties": {"n": [1]}})), ["properties.n"]);
+        assert_eq!(
+            fields(
+                json!({"event_type": "click", "anonymous_id": 7, "page_url": "https://x.example/"})
+            ),
+            ["anonymous_id"]
+        );
+        assert_eq!(
+            fields(
+                json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "event_id": "nope"})
+            ),
+            ["event_id"]
+        );
+        assert_eq!(
+            fields(
+                json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "properties": {"n": [1]}})
+            ),
+            ["properties.n"]
+        );
         assert_eq!(check(json!([1])).unwrap_err()[0].field, "(event)");
     }
 
     #[test]
     fn rejects_absurd_timestamps() {
-        let future = check(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": NOW + DAY_MS}));
+        let future = check(
+            json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": NOW + DAY_MS}),
+        );
         let err = future.unwrap_err();
         assert_eq!(err[0].field, "occurred_at");
         assert!(err[0].reason.contains("future"), "{}", err[0].reason);
-        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": "1970-01-02T00:00:00Z"})), ["occurred_at"]);
-        assert_eq!(fields(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": "soon"})), ["occurred_at"]);
+        assert_eq!(
+            fields(
+                json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": "1970-01-02T00:00:00Z"})
+            ),
+            ["occurred_at"]
+        );
+        assert_eq!(
+            fields(
+                json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": "soon"})
+            ),
+            ["occurred_at"]
+        );
         // A fast client clock is corrected, not rejected, when sent_at comes along.
         assert!(check(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": NOW + DAY_MS, "sent_at": NOW + DAY_MS})).is_ok());
     }
@@ -465,7 +611,13 @@ mod tests {
     #[test]
     fn anonymizes_ips() {
         assert_eq!(anonymize_ip("203.0.113.77".parse().unwrap()), "203.0.113.0");
-        assert_eq!(anonymize_ip("2001:db8:abcd:12::1".parse().unwrap()), "2001:db8:abcd::");
-        assert_eq!(anonymize_ip("::ffff:198.51.100.9".parse().unwrap()), "198.51.100.0");
+        assert_eq!(
+            anonymize_ip("2001:db8:abcd:12::1".parse().unwrap()),
+            "2001:db8:abcd::"
+        );
+        assert_eq!(
+            anonymize_ip("::ffff:198.51.100.9".parse().unwrap()),
+            "198.51.100.0"
+        );
     }
 }
