@@ -266,10 +266,10 @@ pub async fn wait_ready(url: &str, service: &Service) {
     let client = reqwest::Client::new();
     let until = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         assert!(
             Instant::now() < until,
@@ -364,7 +364,11 @@ pub async fn read_topic(
 ) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
-    let mut cfg = KafkaConfig { brokers: brokers.into(), ..KafkaConfig::default() }.consumer("touchstream-tests", &unique("reader-"));
+    let mut cfg = KafkaConfig {
+        brokers: brokers.into(),
+        ..KafkaConfig::default()
+    }
+    .consumer("touchstream-tests", &unique("reader-"));
     cfg.set("enable.partition.eof", "false");
     let consumer: StreamConsumer = cfg.create().unwrap();
     consumer.subscribe(&[topic]).unwrap();
@@ -372,8 +376,14 @@ pub async fn read_topic(
     let mut out = Vec::new();
     while !enough(&out) {
         let left = until.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "read {} records from {topic} within {deadline:?}, not enough", out.len());
-        if let Ok(Ok(m)) = tokio::time::timeout(left.min(Duration::from_millis(500)), consumer.recv()).await {
+        assert!(
+            !left.is_zero(),
+            "read {} records from {topic} within {deadline:?}, not enough",
+            out.len()
+        );
+        if let Ok(Ok(m)) =
+            tokio::time::timeout(left.min(Duration::from_millis(500)), consumer.recv()).await
+        {
             let _ = m.offset();
             out.push(m.detach());
         }
@@ -392,11 +402,18 @@ pub struct PrivateBroker {
 impl PrivateBroker {
     pub fn start() -> Self {
         let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services/kafka/lib");
-        assert!(lib.exists(), "{} is missing: run deploy/services.sh start kafka", lib.display());
+        assert!(
+            lib.exists(),
+            "{} is missing: run deploy/services.sh start kafka",
+            lib.display()
+        );
         let (port, controller) = (free_port(), free_port());
         let dir = std::env::temp_dir().join(unique("ts-broker-"));
         std::fs::create_dir_all(dir.join("data")).unwrap();
-        let template = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kafka/server.properties")).unwrap();
+        let template = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kafka/server.properties"),
+        )
+        .unwrap();
         let props = template
             .replace("@DATA@", &dir.join("data").display().to_string())
             .replace("@PORT@", &port.to_string())
@@ -404,17 +421,34 @@ impl PrivateBroker {
         std::fs::write(dir.join("server.properties"), props).unwrap();
         let java = |args: &[&str]| {
             let mut c = Command::new("java");
-            c.arg("-Xmx512m").arg("-cp").arg(format!("{}/*", lib.display())).args(args);
+            c.arg("-Xmx512m")
+                .arg("-cp")
+                .arg(format!("{}/*", lib.display()))
+                .args(args);
             c
         };
-        let status = java(&["kafka.tools.StorageTool", "format", "--standalone", "-t", "q1Sh-9_ISia_zwGINzRvyQ", "-c"])
-            .arg(dir.join("server.properties"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "formatting the private broker's storage failed");
-        let mut broker = Self { port, dir, child: None };
+        let status = java(&[
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            "q1Sh-9_ISia_zwGINzRvyQ",
+            "-c",
+        ])
+        .arg(dir.join("server.properties"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+        assert!(
+            status.success(),
+            "formatting the private broker's storage failed"
+        );
+        let mut broker = Self {
+            port,
+            dir,
+            child: None,
+        };
         broker.resume();
         broker
     }
@@ -426,10 +460,17 @@ impl PrivateBroker {
     /// Starts (again) on the same data and waits until it accepts connections.
     pub fn resume(&mut self) {
         let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services/kafka/lib");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("kafka.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("kafka.log"))
+            .unwrap();
         let child = Command::new("java")
             .arg("-Xmx512m")
-            .arg(format!("-Dlog4j2.configurationFile={}/../deploy/kafka/log4j2.properties", env!("CARGO_MANIFEST_DIR")))
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}/../deploy/kafka/log4j2.properties",
+                env!("CARGO_MANIFEST_DIR")
+            ))
             .arg("-cp")
             .arg(format!("{}/*", lib.display()))
             .arg("kafka.Kafka")
@@ -441,7 +482,11 @@ impl PrivateBroker {
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < until, "private broker did not start; see {}", self.dir.join("kafka.log").display());
+            assert!(
+                Instant::now() < until,
+                "private broker did not start; see {}",
+                self.dir.join("kafka.log").display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -460,4 +505,134 @@ impl Drop for PrivateBroker {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A raw event as the collector would have put it on the raw topic (times in epoch ms).
+pub fn raw_event(
+    event_type: touchstream_model::EventType,
+    anonymous_id: &str,
+    event_time: i64,
+    page_url: &str,
+    referrer: Option<&str>,
+) -> touchstream_model::RawEvent {
+    touchstream_model::RawEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_type,
+        anonymous_id: anonymous_id.to_string(),
+        user_id: None,
+        occurred_at: event_time,
+        sent_at: Some(event_time),
+        received_at: event_time,
+        event_time,
+        page_url: page_url.to_string(),
+        referrer: referrer.map(str::to_string),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0".into()),
+        ip: Some("192.0.2.0".into()),
+        properties: Default::default(),
+        target_url: None,
+        element: None,
+        signup_kind: None,
+        method: None,
+        asset_id: None,
+        asset_kind: None,
+        order_id: None,
+        revenue: None,
+        currency: None,
+    }
+}
+
+/// Writes payloads to `topic` with the given keys, in order, and returns each one's
+/// (partition, offset) once the broker acknowledged it.
+pub async fn produce_payloads(topic: &str, records: &[(String, Vec<u8>)]) -> Vec<(i32, i64)> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = kafka().producer("touchstream-tests").create().unwrap();
+    // Sent concurrently (the idempotent producer keeps per-partition order), awaited in order.
+    let deliveries: Vec<_> = records
+        .iter()
+        .map(|(key, payload)| {
+            producer.send(
+                FutureRecord::to(topic).key(key.as_bytes()).payload(payload),
+                Duration::from_secs(30),
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(records.len());
+    for d in deliveries {
+        let delivery = d.await.map_err(|(e, _)| e).unwrap();
+        out.push((delivery.partition, delivery.offset));
+    }
+    out
+}
+
+/// Writes raw events (Avro, key = anonymous_id) to `topic`, in order.
+pub async fn produce_raw(topic: &str, events: &[touchstream_model::RawEvent]) -> Vec<(i32, i64)> {
+    let records: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| (e.anonymous_id.clone(), touchstream_avro::encode(e).unwrap()))
+        .collect();
+    produce_payloads(topic, &records).await
+}
+
+/// Every committed record of `topic` (all partitions, read_committed, from the beginning up to
+/// the last stable offset), in per-partition order.
+pub async fn read_committed_all(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut cfg = kafka().consumer("touchstream-tests", &unique("reader-"));
+        cfg.set("enable.partition.eof", "true");
+        let consumer: BaseConsumer = cfg.create().unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        assert!(!partitions.is_empty(), "{topic} has no partitions");
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition_offset(&topic, *p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut at_end = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let until = Instant::now() + Duration::from_secs(60);
+        while at_end.len() < partitions.len() {
+            assert!(
+                Instant::now() < until,
+                "reading {topic} to its end took over 60 s ({} records so far)",
+                out.len()
+            );
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    at_end.remove(&m.partition());
+                    out.push(m.detach());
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+        }
+        out
+    })
+    .await
+    .unwrap()
+}
+
+/// Decodes every record of the attributed topic read so far.
+pub fn decode_attributed(
+    records: &[rdkafka::message::OwnedMessage],
+) -> Vec<touchstream_model::AttributedEvent> {
+    use rdkafka::Message;
+    records
+        .iter()
+        .map(|m| touchstream_avro::decode(m.payload().unwrap_or_default()).unwrap())
+        .collect()
 }

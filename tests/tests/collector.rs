@@ -13,19 +13,35 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use touchstream_avro::DlqRecord;
 use touchstream_model::RawEvent;
-use touchstream_tests::{KAFKA_BROKERS, PrivateBroker, Service, TestTopics, free_port, read_topic, unique, wait_ready};
+use touchstream_tests::{
+    KAFKA_BROKERS, PrivateBroker, Service, TestTopics, free_port, read_topic, unique, wait_ready,
+};
 
 fn click(anonymous_id: &str) -> Value {
     json!({ "event_id": uuid::Uuid::new_v4().to_string(), "event_type": "click", "anonymous_id": anonymous_id,
             "page_url": "https://shop.example/?utm_source=fb", "referrer": "https://l.facebook.com/" })
 }
 
-async fn start_producer(topics: &TestTopics, brokers: &str, extra: &[(&str, &str)]) -> (Service, String) {
+async fn start_producer(
+    topics: &TestTopics,
+    brokers: &str,
+    extra: &[(&str, &str)],
+) -> (Service, String) {
     let port = free_port();
     let mut env = topics.env("producer");
-    env.push(("TOUCHSTREAM_PRODUCER__LISTEN".into(), format!("127.0.0.1:{port}")));
-    env.push(("TOUCHSTREAM_PRODUCER__KAFKA__BROKERS".into(), brokers.into()));
-    env.extend(extra.iter().map(|(k, v)| (format!("TOUCHSTREAM_PRODUCER__{k}"), v.to_string())));
+    env.push((
+        "TOUCHSTREAM_PRODUCER__LISTEN".into(),
+        format!("127.0.0.1:{port}"),
+    ));
+    env.push((
+        "TOUCHSTREAM_PRODUCER__KAFKA__BROKERS".into(),
+        brokers.into(),
+    ));
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| (format!("TOUCHSTREAM_PRODUCER__{k}"), v.to_string())),
+    );
     let producer = Service::spawn("producer", &[], &env);
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&format!("{url}/readyz"), &producer).await;
@@ -38,8 +54,17 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-async fn post(http: &reqwest::Client, url: &str, content_type: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (StatusCode, Value) {
-    let mut req = http.post(format!("{url}/v1/events")).header("content-type", content_type).body(body);
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut req = http
+        .post(format!("{url}/v1/events"))
+        .header("content-type", content_type)
+        .body(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -52,20 +77,41 @@ async fn post(http: &reqwest::Client, url: &str, content_type: &str, headers: &[
 #[tokio::test(flavor = "multi_thread")]
 async fn every_bad_request_gets_a_precise_answer_and_valid_events_still_go_through() {
     let topics = TestTopics::create(2).await;
-    let limits = [("MAX_BODY_BYTES", "20000"), ("MAX_DECOMPRESSED_BYTES", "100000"), ("MAX_BATCH_EVENTS", "50")];
+    let limits = [
+        ("MAX_BODY_BYTES", "20000"),
+        ("MAX_DECOMPRESSED_BYTES", "100000"),
+        ("MAX_BATCH_EVENTS", "50"),
+    ];
     let (_producer, url) = start_producer(&topics, KAFKA_BROKERS, &limits).await;
     let http = reqwest::Client::new();
-    let json_post = |body: Value| post(&http, &url, "application/json", &[], body.to_string().into_bytes());
+    let json_post = |body: Value| {
+        post(
+            &http,
+            &url,
+            "application/json",
+            &[],
+            body.to_string().into_bytes(),
+        )
+    };
 
     // A mixed batch: the two valid events are accepted, the bad one is named by index and field.
     let (good1, good2) = (click("c-1"), click("c-2"));
-    let (status, body) = json_post(json!([good1, { "event_type": "click", "page_url": "https://shop.example/" }, good2])).await;
+    let (status, body) = json_post(
+        json!([good1, { "event_type": "click", "page_url": "https://shop.example/" }, good2]),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!((body["accepted"].as_u64(), body["rejected"].as_u64()), (Some(2), Some(1)), "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(2), Some(1)),
+        "{body}"
+    );
     assert_eq!(body["errors"][0]["index"], 1);
     assert_eq!(body["errors"][0]["field"], "anonymous_id");
 
-    let cases: Vec<(&str, StatusCode, &str, Vec<u8>, Vec<(&str, &str)>)> = vec![
+    // (what, expected status, text the answer must contain, body, headers)
+    type Case<'a> = (&'a str, StatusCode, &'a str, Vec<u8>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         ("unknown event type", StatusCode::BAD_REQUEST, "event_type", json!({"event_type": "like", "anonymous_id": "a", "page_url": "https://x.example/"}).to_string().into_bytes(), vec![]),
         ("a year in the future", StatusCode::BAD_REQUEST, "future", json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": "2099-01-01T00:00:00Z"}).to_string().into_bytes(), vec![]),
         ("not JSON", StatusCode::BAD_REQUEST, "not valid JSON", b"{\"event_type\":".to_vec(), vec![]),
@@ -79,15 +125,36 @@ async fn every_bad_request_gets_a_precise_answer_and_valid_events_still_go_throu
     for (what, want_status, want_text, body, headers) in cases {
         let (status, answer) = post(&http, &url, "application/json", &headers, body).await;
         assert_eq!(status, want_status, "{what}: {answer}");
-        assert!(answer.to_string().contains(want_text), "{what}: {answer} should mention {want_text:?}");
+        assert!(
+            answer.to_string().contains(want_text),
+            "{what}: {answer} should mention {want_text:?}"
+        );
     }
     let (status, answer) = post(&http, &url, "application/xml", &[], b"<event/>".to_vec()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
 
     // gzip and sendBeacon's text/plain are fine.
-    let (status, body) = post(&http, &url, "application/json", &[("content-encoding", "gzip")], gzip(json!([click("c-gz")]).to_string().as_bytes())).await;
-    assert_eq!((status, body["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{body}");
-    let (status, _) = post(&http, &url, "text/plain;charset=UTF-8", &[], json!(click("c-beacon")).to_string().into_bytes()).await;
+    let (status, body) = post(
+        &http,
+        &url,
+        "application/json",
+        &[("content-encoding", "gzip")],
+        gzip(json!([click("c-gz")]).to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    let (status, _) = post(
+        &http,
+        &url,
+        "text/plain;charset=UTF-8",
+        &[],
+        json!(click("c-beacon")).to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     // The pixel answers a GIF.
@@ -112,11 +179,22 @@ async fn every_bad_request_gets_a_precise_answer_and_valid_events_still_go_throu
     assert!(preflight.status().is_success());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     let tracker = http.get(format!("{url}/t.js")).send().await.unwrap();
-    assert!(tracker.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(
+        tracker.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
 
     // Kafka has exactly the accepted events, keyed by anonymous_id, with the IP truncated.
     let wanted: HashSet<&str> = ["c-1", "c-2", "c-gz", "c-beacon", "c-pixel"].into();
-    let records = read_topic(KAFKA_BROKERS, &topics.topics.raw, Duration::from_secs(30), |r| r.len() >= wanted.len()).await;
+    let records = read_topic(
+        KAFKA_BROKERS,
+        &topics.topics.raw,
+        Duration::from_secs(30),
+        |r| r.len() >= wanted.len(),
+    )
+    .await;
     let mut seen = HashSet::new();
     for r in &records {
         let e: RawEvent = touchstream_avro::decode(r.payload().unwrap()).unwrap();
@@ -132,15 +210,33 @@ async fn every_bad_request_gets_a_precise_answer_and_valid_events_still_go_throu
 
     // Everything rejected that was read is in the DLQ with its reason (8 records: bodies refused
     // before reading, by size or content type, have no payload to keep).
-    let dlq = read_topic(KAFKA_BROKERS, &topics.topics.dlq, Duration::from_secs(30), |r| r.len() >= 8).await;
+    let dlq = read_topic(
+        KAFKA_BROKERS,
+        &topics.topics.dlq,
+        Duration::from_secs(30),
+        |r| r.len() >= 8,
+    )
+    .await;
     let reasons: Vec<String> = dlq
         .iter()
         .map(|r| touchstream_avro::decode::<DlqRecord>(r.payload().unwrap()).unwrap())
         .inspect(|d| assert_eq!(d.stage, "producer"))
         .map(|d| d.reason)
         .collect();
-    for needle in ["anonymous_id", "event_type", "future", "not valid JSON", "UTF-8", "empty", "limit is 50", "decompresses"] {
-        assert!(reasons.iter().any(|r| r.contains(needle)), "no DLQ record mentions {needle:?}: {reasons:?}");
+    for needle in [
+        "anonymous_id",
+        "event_type",
+        "future",
+        "not valid JSON",
+        "UTF-8",
+        "empty",
+        "limit is 50",
+        "decompresses",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(needle)),
+            "no DLQ record mentions {needle:?}: {reasons:?}"
+        );
     }
 }
 
@@ -148,10 +244,19 @@ async fn every_bad_request_gets_a_precise_answer_and_valid_events_still_go_throu
 async fn replay_backfills_a_file_through_the_same_validation() {
     let topics = TestTopics::create(1).await;
     let file = std::env::temp_dir().join(format!("{}.ndjson", unique("replay-")));
-    let lines = [click("r-1").to_string(), click("r-2").to_string(), "{\"event_type\": \"click\"}".into(), String::new(), click("r-3").to_string()];
+    let lines = [
+        click("r-1").to_string(),
+        click("r-2").to_string(),
+        "{\"event_type\": \"click\"}".into(),
+        String::new(),
+        click("r-3").to_string(),
+    ];
     std::fs::write(&file, lines.join("\n")).unwrap();
     let mut env = topics.env("producer");
-    env.push(("TOUCHSTREAM_PRODUCER__KAFKA__BROKERS".into(), KAFKA_BROKERS.into()));
+    env.push((
+        "TOUCHSTREAM_PRODUCER__KAFKA__BROKERS".into(),
+        KAFKA_BROKERS.into(),
+    ));
     let output = std::process::Command::new(touchstream_tests::binary_path("producer"))
         .arg("replay")
         .arg(&file)
@@ -159,11 +264,27 @@ async fn replay_backfills_a_file_through_the_same_validation() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "replay failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("sent 3, rejected 1, to DLQ 1"), "{stdout}");
-    let raw = read_topic(KAFKA_BROKERS, &topics.topics.raw, Duration::from_secs(30), |r| r.len() >= 3).await;
+    let raw = read_topic(
+        KAFKA_BROKERS,
+        &topics.topics.raw,
+        Duration::from_secs(30),
+        |r| r.len() >= 3,
+    )
+    .await;
     assert_eq!(raw.len(), 3);
-    let dlq = read_topic(KAFKA_BROKERS, &topics.topics.dlq, Duration::from_secs(30), |r| !r.is_empty()).await;
+    let dlq = read_topic(
+        KAFKA_BROKERS,
+        &topics.topics.dlq,
+        Duration::from_secs(30),
+        |r| !r.is_empty(),
+    )
+    .await;
     let record: DlqRecord = touchstream_avro::decode(dlq[0].payload().unwrap()).unwrap();
     assert!(record.reason.starts_with("line 3:"), "{}", record.reason);
     let _ = std::fs::remove_file(file);
@@ -175,18 +296,30 @@ async fn replay_backfills_a_file_through_the_same_validation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_outage_gives_503s_then_recovers_and_loses_no_acknowledged_event() {
     let mut broker = PrivateBroker::start();
-    let mut topics = TestTopics { topics: touchstream_kafka::Topics::with_prefix(&unique("outage.")) };
+    let mut topics = TestTopics {
+        topics: touchstream_kafka::Topics::with_prefix(&unique("outage.")),
+    };
     topics.topics.partitions = 1;
-    let settings = [("PRODUCE_TIMEOUT_MS", "1500"), ("MAX_IN_FLIGHT_EVENTS", "500"), ("MAX_BATCH_EVENTS", "100")];
+    let settings = [
+        ("PRODUCE_TIMEOUT_MS", "1500"),
+        ("MAX_IN_FLIGHT_EVENTS", "500"),
+        ("MAX_BATCH_EVENTS", "100"),
+    ];
     let (_producer, url) = start_producer(&topics, &broker.brokers(), &settings).await;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     let mut acknowledged: Vec<String> = Vec::new();
     let mut unavailable = 0;
     let mut saw_retry_after = false;
     let send = |n: usize| {
         let batch: Vec<Value> = (0..10).map(|i| click(&format!("o-{n}-{i}"))).collect();
-        let ids: Vec<String> = batch.iter().map(|e| e["event_id"].as_str().unwrap().to_string()).collect();
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_string())
+            .collect();
         let req = http.post(format!("{url}/v1/events")).json(&batch).send();
         async move { (ids, req.await) }
     };
@@ -199,7 +332,8 @@ async fn broker_outage_gives_503s_then_recovers_and_loses_no_acknowledged_event(
             _ => {}
         }
         let mut ok_in_phase = 0;
-        let deadline = std::time::Instant::now() + Duration::from_secs(if phase == 0 { 10 } else { 60 });
+        let deadline =
+            std::time::Instant::now() + Duration::from_secs(if phase == 0 { 10 } else { 60 });
         while std::time::Instant::now() < deadline && !(phase != 1 && ok_in_phase >= 20) {
             n += 1;
             let (ids, resp) = send(n).await;
@@ -220,18 +354,33 @@ async fn broker_outage_gives_503s_then_recovers_and_loses_no_acknowledged_event(
             }
         }
         match phase {
-            0 => assert!(ok_in_phase >= 20, "healthy phase accepted only {ok_in_phase} batches"),
+            0 => assert!(
+                ok_in_phase >= 20,
+                "healthy phase accepted only {ok_in_phase} batches"
+            ),
             1 => assert!(unavailable >= 3, "no 503 while the broker was down"),
-            _ => assert!(ok_in_phase >= 20, "no recovery after the broker came back ({ok_in_phase} batches accepted)"),
+            _ => assert!(
+                ok_in_phase >= 20,
+                "no recovery after the broker came back ({ok_in_phase} batches accepted)"
+            ),
         }
     }
     assert!(saw_retry_after, "503s carry Retry-After");
 
     let wanted: HashSet<String> = acknowledged.into_iter().collect();
-    let records = read_topic(&broker.brokers(), &topics.topics.raw, Duration::from_secs(60), |r| {
-        let have: HashSet<String> = r.iter().filter_map(|m| touchstream_avro::decode::<RawEvent>(m.payload()?).ok()).map(|e| e.event_id).collect();
-        wanted.is_subset(&have)
-    })
+    let records = read_topic(
+        &broker.brokers(),
+        &topics.topics.raw,
+        Duration::from_secs(60),
+        |r| {
+            let have: HashSet<String> = r
+                .iter()
+                .filter_map(|m| touchstream_avro::decode::<RawEvent>(m.payload()?).ok())
+                .map(|e| e.event_id)
+                .collect();
+            wanted.is_subset(&have)
+        },
+    )
     .await;
     assert!(records.len() >= wanted.len());
 }

@@ -2,11 +2,13 @@
 //! calls this inside a transaction.
 
 use touchstream_attribution::{
-    Catalogue, Classifier, Conversion, ConversionKind, CreditConfig, Hit, SessionConfig, SessionEvent, Sessionizer,
-    Touch, TouchRecord, credit,
+    Catalogue, Classifier, Conversion, ConversionKind, CreditConfig, Hit, SessionConfig,
+    SessionEvent, Sessionizer, Touch, TouchRecord, credit,
 };
 use touchstream_model::time::{DAY_MS, MINUTE_MS};
-use touchstream_model::{AttributedEvent, AttributionModel, EventType, LifecycleStage, RawEvent, TouchFields};
+use touchstream_model::{
+    AttributedEvent, AttributionModel, EventType, LifecycleStage, RawEvent, TouchFields,
+};
 
 use crate::config::EnricherConfig;
 use crate::metrics;
@@ -35,7 +37,10 @@ impl Attributor {
                 max_lateness_ms: i64::from(a.allowed_lateness_minutes) * MINUTE_MS,
                 ..SessionConfig::default()
             }),
-            credit: CreditConfig { lookback_ms, time_decay_half_life_ms: (a.time_decay_half_life_days * DAY_MS as f64) as i64 },
+            credit: CreditConfig {
+                lookback_ms,
+                time_decay_half_life_ms: (a.time_decay_half_life_days * DAY_MS as f64) as i64,
+            },
             lookback_ms,
             max_touches: a.max_touches_per_visitor,
         })
@@ -62,17 +67,34 @@ impl Attributor {
         let is_click = raw.event_type == EventType::Click;
         let placed = self.sessionizer.observe(
             &mut v.sessions,
-            SessionEvent { event_id: &raw.event_id, time_ms: t, touch: is_click.then_some(&touch) },
+            SessionEvent {
+                event_id: &raw.event_id,
+                time_ms: t,
+                touch: is_click.then_some(&touch),
+            },
         );
         if placed.beyond_lateness {
             metrics::late_event();
         }
         // Bots are flagged, not dropped; they just don't count as touches. Too-late events are
         // attributed but do not rewrite a history whose conversions were already credited.
-        let opens_touch = is_click && touch.opens_touch() && !touch.is_bot && !placed.beyond_lateness && !placed.duplicate;
+        let opens_touch = is_click
+            && touch.opens_touch()
+            && !touch.is_bot
+            && !placed.beyond_lateness
+            && !placed.duplicate;
         if opens_touch {
-            let at = v.touches.partition_point(|r| (r.time_ms, r.event_id.as_str()) < (t, raw.event_id.as_str()));
-            v.touches.insert(at, TouchRecord { event_id: raw.event_id.clone(), time_ms: t, touch: touch.clone() });
+            let at = v
+                .touches
+                .partition_point(|r| (r.time_ms, r.event_id.as_str()) < (t, raw.event_id.as_str()));
+            v.touches.insert(
+                at,
+                TouchRecord {
+                    event_id: raw.event_id.clone(),
+                    time_ms: t,
+                    touch: touch.clone(),
+                },
+            );
         }
         v.max_event_time = v.max_event_time.max(t);
         self.evict(v);
@@ -81,7 +103,11 @@ impl Attributor {
             Some(kind) if !placed.duplicate => {
                 v.lifecycle.record(kind);
                 let revenue = raw.revenue.unwrap_or(0) as f64;
-                let conv = Conversion { event_id: raw.event_id.clone(), time_ms: t, revenue };
+                let conv = Conversion {
+                    event_id: raw.event_id.clone(),
+                    time_ms: t,
+                    revenue,
+                };
                 Some(to_wire(credit(&v.touches, &conv, &self.credit)))
             }
             _ => None,
@@ -89,7 +115,12 @@ impl Attributor {
         let reported = if opens_touch {
             touch.clone()
         } else {
-            let last = v.touches.iter().rev().find(|r| r.time_ms <= t).map(|r| &r.touch);
+            let last = v
+                .touches
+                .iter()
+                .rev()
+                .find(|r| r.time_ms <= t)
+                .map(|r| &r.touch);
             Touch {
                 is_internal: touch.is_internal,
                 is_bot: touch.is_bot,
@@ -99,7 +130,10 @@ impl Attributor {
         };
         AttributedEvent {
             session_id: format!("{}:{}", raw.anonymous_id, placed.session_number),
-            identity_id: v.user_id.clone().unwrap_or_else(|| raw.anonymous_id.clone()),
+            identity_id: v
+                .user_id
+                .clone()
+                .unwrap_or_else(|| raw.anonymous_id.clone()),
             lifecycle_stage: stage(v.lifecycle.stage),
             purchase_count: i32::try_from(v.lifecycle.purchases).unwrap_or(i32::MAX),
             touch: touch_fields(&reported),
@@ -114,7 +148,11 @@ impl Attributor {
     fn evict(&self, v: &mut VisitorState) {
         let horizon = v.max_event_time.saturating_sub(self.lookback_ms);
         let expired = v.touches.partition_point(|r| r.time_ms < horizon);
-        let excess = v.touches.len().saturating_sub(expired).saturating_sub(self.max_touches);
+        let excess = v
+            .touches
+            .len()
+            .saturating_sub(expired)
+            .saturating_sub(self.max_touches);
         v.touches.drain(..expired + excess);
     }
 }

@@ -71,16 +71,29 @@ impl Default for AttributionConfig {
 
 impl EnricherConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.batch_max_records > 0, "batch_max_records must be positive");
-        anyhow::ensure!(self.attribution.lookback_days > 0, "attribution.lookback_days must be positive");
-        anyhow::ensure!(self.attribution.max_touches_per_visitor > 0, "attribution.max_touches_per_visitor must be positive");
-        anyhow::ensure!(self.attribution.time_decay_half_life_days > 0.0, "attribution.time_decay_half_life_days must be positive");
+        anyhow::ensure!(
+            self.batch_max_records > 0,
+            "batch_max_records must be positive"
+        );
+        anyhow::ensure!(
+            self.attribution.lookback_days > 0,
+            "attribution.lookback_days must be positive"
+        );
+        anyhow::ensure!(
+            self.attribution.max_touches_per_visitor > 0,
+            "attribution.max_touches_per_visitor must be positive"
+        );
+        anyhow::ensure!(
+            self.attribution.time_decay_half_life_days > 0.0,
+            "attribution.time_decay_half_life_days must be positive"
+        );
         Ok(())
     }
 
     pub fn transactional_id(&self) -> String {
         self.transactional_id.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+            let host =
+                std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
             format!("touchstream-enricher-{}", host.trim())
         })
     }

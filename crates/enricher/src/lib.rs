@@ -1,6 +1,6 @@
 //! The enricher: raw events in, attributed events out, exactly once.
 //!
-//! - [`config`]: [`EnricherConfig`].
+//! - [`config`]: the [`EnricherConfig`].
 //! - [`attribute`]: the pure step, one event and its visitor's state → an attributed event
 //!   (classification, session, stitching, lifecycle, credits under six models).
 //! - [`state`]: per-visitor state per partition and its changelog encoding.
@@ -32,18 +32,39 @@ impl Application {
         config.validate()?;
         let attributor = Arc::new(Attributor::new(&config)?);
         let t = &config.topics;
-        ensure_topics(&config.kafka, &[t.spec(&t.raw), t.spec(&t.attributed), t.spec(&t.dlq), t.spec(&t.changelog)])
-            .await?;
+        ensure_topics(
+            &config.kafka,
+            &[
+                t.spec(&t.raw),
+                t.spec(&t.attributed),
+                t.spec(&t.dlq),
+                t.spec(&t.changelog),
+            ],
+        )
+        .await?;
         let health = Health::new();
         health.register("kafka", "starting");
-        Ok(Self { config, attributor, health })
+        Ok(Self {
+            config,
+            attributor,
+            health,
+        })
     }
 
     /// Processes until `shutdown` fires; the transaction in progress is committed first.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let served = ops::serve(self.config.ops.listen, self.health.clone(), shutdown.clone()).await?;
+        let served = ops::serve(
+            self.config.ops.listen,
+            self.health.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         tracing::info!(topic = %self.config.topics.raw, ops = %served.addr, "enricher starting");
-        let Self { config, attributor, health } = self;
+        let Self {
+            config,
+            attributor,
+            health,
+        } = self;
         let loop_shutdown = shutdown.clone();
         let worker = std::thread::Builder::new()
             .name("enricher-loop".into())

@@ -18,5 +18,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config: EnricherConfig = load_config("enricher", cli.config.as_deref())?;
     telemetry::init(&config.log);
-    Application::build(config).await?.run(shutdown::on_signals()).await
+    Application::build(config)
+        .await?
+        .run(shutdown::on_signals())
+        .await
 }

@@ -47,5 +47,10 @@ pub fn restored(partition: i32, visitors: usize, took: Duration) {
     counter!("touchstream_enricher_state_restores_total").increment(1);
     counter!("touchstream_enricher_state_restored_visitors_total").increment(visitors as u64);
     histogram!("touchstream_enricher_state_restore_seconds").record(took.as_secs_f64());
-    tracing::info!(partition, visitors, took_ms = took.as_millis() as u64, "state restored");
+    tracing::info!(
+        partition,
+        visitors,
+        took_ms = took.as_millis() as u64,
+        "state restored"
+    );
 }

@@ -110,14 +110,27 @@ impl<'a> Session<'a> {
     ) -> anyhow::Result<Self> {
         let mut ccfg = cfg.kafka.consumer("touchstream-enricher", &cfg.group_id);
         ccfg.set("statistics.interval.ms", "5000");
-        let context = Context { changes: Mutex::new(Vec::new()), lag: touchstream_kafka::LagContext::new("enricher") };
+        let context = Context {
+            changes: Mutex::new(Vec::new()),
+            lag: touchstream_kafka::LagContext::new("enricher"),
+        };
         let consumer: BaseConsumer<Context> = ccfg.create_with_context(context)?;
         consumer.subscribe(&[&cfg.topics.raw])?;
-        let producer: BaseProducer =
-            cfg.kafka.transactional_producer("touchstream-enricher", &cfg.transactional_id()).create()?;
+        let producer: BaseProducer = cfg
+            .kafka
+            .transactional_producer("touchstream-enricher", &cfg.transactional_id())
+            .create()?;
         // Fences an earlier incarnation with the same transactional id and aborts what it left open.
         producer.init_transactions(TXN_TIMEOUT)?;
-        Ok(Self { cfg, attributor, health, shutdown, consumer, producer, state: PartitionStates::default() })
+        Ok(Self {
+            cfg,
+            attributor,
+            health,
+            shutdown,
+            consumer,
+            producer,
+            state: PartitionStates::default(),
+        })
     }
 
     fn run(&mut self) -> anyhow::Result<()> {
@@ -125,8 +138,10 @@ impl<'a> Session<'a> {
         while !self.shutdown.is_cancelled() {
             let batch = self.poll_batch()?;
             self.apply_rebalances()?;
-            let batch: Vec<OwnedMessage> =
-                batch.into_iter().filter(|m| self.state.owns(m.partition())).collect();
+            let batch: Vec<OwnedMessage> = batch
+                .into_iter()
+                .filter(|m| self.state.owns(m.partition()))
+                .collect();
             if batch.is_empty() {
                 continue;
             }
@@ -218,7 +233,10 @@ impl<'a> Session<'a> {
                     };
                     out.clear();
                     touchstream_avro::encode_into(&record, &mut out)?;
-                    send(&self.producer, BaseRecord::<[u8], [u8]>::to(&topics.dlq).payload(&out))?;
+                    send(
+                        &self.producer,
+                        BaseRecord::<[u8], [u8]>::to(&topics.dlq).payload(&out),
+                    )?;
                     continue;
                 }
             };
@@ -235,7 +253,12 @@ impl<'a> Session<'a> {
             }
             out.clear();
             touchstream_avro::encode_into(&attributed, &mut out)?;
-            send(&self.producer, BaseRecord::to(&topics.attributed).key(key.as_bytes()).payload(&out[..]))?;
+            send(
+                &self.producer,
+                BaseRecord::to(&topics.attributed)
+                    .key(key.as_bytes())
+                    .payload(&out[..]),
+            )?;
             metrics::event_out(attributed.event.event_type.as_str());
             dirty.insert((partition, key));
         }
@@ -244,15 +267,22 @@ impl<'a> Session<'a> {
             let bytes = self.state.encode(*partition, key)?;
             send(
                 &self.producer,
-                BaseRecord::to(&topics.changelog).key(key.as_bytes()).payload(&bytes[..]).partition(*partition),
+                BaseRecord::to(&topics.changelog)
+                    .key(key.as_bytes())
+                    .payload(&bytes[..])
+                    .partition(*partition),
             )?;
         }
         let mut offsets = TopicPartitionList::new();
         for (p, next) in &next_offsets {
             offsets.add_partition_offset(&topics.raw, *p, Offset::Offset(*next))?;
         }
-        let group = self.consumer.group_metadata().ok_or_else(|| anyhow::anyhow!("consumer has no group metadata"))?;
-        self.producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| anyhow::anyhow!("consumer has no group metadata"))?;
+        self.producer
+            .send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
         self.producer.commit_transaction(TXN_TIMEOUT)?;
         metrics::committed(batch.len(), started.elapsed());
         let (visitors, bytes) = self.state.size();
@@ -287,8 +317,14 @@ fn is_transient(e: &KafkaError) -> bool {
 }
 
 /// Reads one changelog partition from the beginning to its end (read_committed).
-fn restore_partition(cfg: &EnricherConfig, partition: i32) -> anyhow::Result<HashMap<String, VisitorState>> {
-    let mut ccfg = cfg.kafka.consumer("touchstream-enricher-restore", &format!("{}-restore", cfg.group_id));
+fn restore_partition(
+    cfg: &EnricherConfig,
+    partition: i32,
+) -> anyhow::Result<HashMap<String, VisitorState>> {
+    let mut ccfg = cfg.kafka.consumer(
+        "touchstream-enricher-restore",
+        &format!("{}-restore", cfg.group_id),
+    );
     ccfg.set("enable.partition.eof", "true");
     let consumer: BaseConsumer = ccfg.create()?;
     let mut tpl = TopicPartitionList::new();
@@ -297,10 +333,15 @@ fn restore_partition(cfg: &EnricherConfig, partition: i32) -> anyhow::Result<Has
     let mut visitors = HashMap::new();
     let deadline = Instant::now() + RESTORE_TIMEOUT;
     loop {
-        anyhow::ensure!(Instant::now() < deadline, "restoring changelog partition {partition} took longer than {RESTORE_TIMEOUT:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "restoring changelog partition {partition} took longer than {RESTORE_TIMEOUT:?}"
+        );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else { continue };
+                let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
+                    continue;
+                };
                 match m.payload() {
                     None => {
                         visitors.remove(&key);
@@ -310,12 +351,16 @@ fn restore_partition(cfg: &EnricherConfig, partition: i32) -> anyhow::Result<Has
                             visitors.insert(key, state);
                         }
                         // A state this build cannot read: start that visitor afresh rather than stop.
-                        Err(e) => tracing::error!(error = %e, %key, partition, "unreadable visitor state skipped"),
+                        Err(e) => {
+                            tracing::error!(error = %e, %key, partition, "unreadable visitor state skipped")
+                        }
                     },
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => return Ok(visitors),
-            Some(Err(e)) if is_transient(&e) => tracing::warn!(error = %e, "restore consumer error"),
+            Some(Err(e)) if is_transient(&e) => {
+                tracing::warn!(error = %e, "restore consumer error")
+            }
             Some(Err(e)) => return Err(e.into()),
             None => {}
         }

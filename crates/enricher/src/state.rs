@@ -59,12 +59,20 @@ impl PartitionStates {
     }
 
     pub fn visitor(&mut self, partition: i32, key: &str) -> &mut VisitorState {
-        self.partitions.entry(partition).or_default().entry(key.to_string()).or_default()
+        self.partitions
+            .entry(partition)
+            .or_default()
+            .entry(key.to_string())
+            .or_default()
     }
 
     /// Encodes one visitor for the changelog and updates the size accounting.
     pub fn encode(&mut self, partition: i32, key: &str) -> Result<Vec<u8>, serde_json::Error> {
-        let Some(v) = self.partitions.get_mut(&partition).and_then(|p| p.get_mut(key)) else {
+        let Some(v) = self
+            .partitions
+            .get_mut(&partition)
+            .and_then(|p| p.get_mut(key))
+        else {
             return Ok(Vec::new());
         };
         let bytes = serde_json::to_vec(v)?;

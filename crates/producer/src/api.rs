@@ -28,9 +28,9 @@ pub const TRACKER_JS: &str = include_str!("../assets/t.js");
 
 /// A transparent 1×1 GIF.
 const PIXEL_GIF: &[u8] = &[
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
-    0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02,
-    0x02, 0x44, 0x01, 0x00, 0x3b,
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
 struct AppState {
@@ -69,7 +69,10 @@ fn cors(origins: &[String]) -> CorsLayer {
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {
-        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
         layer.allow_origin(AllowOrigin::list(list))
     }
 }
@@ -107,9 +110,9 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Body(e) => {
                 let status = match e {
-                    BodyError::TooLarge { .. } | BodyError::DecompressedTooLarge { .. } | BodyError::TooManyEvents { .. } => {
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    }
+                    BodyError::TooLarge { .. }
+                    | BodyError::DecompressedTooLarge { .. }
+                    | BodyError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                     BodyError::UnsupportedMediaType(_) | BodyError::UnsupportedEncoding(_) => {
                         StatusCode::UNSUPPORTED_MEDIA_TYPE
                     }
@@ -122,9 +125,11 @@ impl IntoResponse for ApiError {
                     DeliveryError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
                     _ => StatusCode::SERVICE_UNAVAILABLE,
                 };
-                let mut r = (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response();
+                let mut r =
+                    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response();
                 if status == StatusCode::SERVICE_UNAVAILABLE {
-                    r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after));
+                    r.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
                 }
                 r
             }
@@ -133,14 +138,19 @@ impl IntoResponse for ApiError {
 }
 
 fn wants_no_tracking(headers: &HeaderMap) -> bool {
-    ["dnt", "sec-gpc"].iter().any(|h| headers.get(*h).is_some_and(|v| v.as_bytes() == b"1"))
+    ["dnt", "sec-gpc"]
+        .iter()
+        .any(|h| headers.get(*h).is_some_and(|v| v.as_bytes() == b"1"))
 }
 
 fn server_context(headers: &HeaderMap, peer: SocketAddr) -> ServerContext {
     ServerContext {
         received_at: now_ms(),
         ip: Some(anonymize_ip(peer.ip())),
-        user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+        user_agent: headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     }
 }
 
@@ -169,7 +179,9 @@ async fn collect_inner(
         ApiError::Body(e)
     };
     let gzip = body::check_headers(headers).map_err(reject_body)?;
-    let raw = body::read(body, state.limits.max_body_bytes).await.map_err(reject_body)?;
+    let raw = body::read(body, state.limits.max_body_bytes)
+        .await
+        .map_err(reject_body)?;
     let events = match body::parse(&raw, gzip, &state.limits) {
         Ok(events) => events,
         Err(e) => {
@@ -180,37 +192,78 @@ async fn collect_inner(
     };
     if state.honour_dnt && wants_no_tracking(headers) {
         metrics::dropped_do_not_track(events.len() as u64);
-        return Ok((StatusCode::OK, CollectResponse { accepted: 0, rejected: 0, ignored: events.len(), errors: vec![] }));
+        return Ok((
+            StatusCode::OK,
+            CollectResponse {
+                accepted: 0,
+                rejected: 0,
+                ignored: events.len(),
+                errors: vec![],
+            },
+        ));
     }
     let ctx = server_context(headers, peer);
     accept(state, &ctx, events).await
 }
 
 /// Validates each event, sends the valid ones, dead-letters the others.
-async fn accept(state: &AppState, ctx: &ServerContext, events: Vec<Value>) -> Result<(StatusCode, CollectResponse), ApiError> {
+async fn accept(
+    state: &AppState,
+    ctx: &ServerContext,
+    events: Vec<Value>,
+) -> Result<(StatusCode, CollectResponse), ApiError> {
     let mut valid = Vec::with_capacity(events.len());
     let mut errors = Vec::new();
     let mut rejected = 0;
     for (index, value) in events.iter().enumerate() {
-        match validate(value, ctx, &state.validation, || uuid::Uuid::now_v7().to_string()) {
+        match validate(value, ctx, &state.validation, || {
+            uuid::Uuid::now_v7().to_string()
+        }) {
             Ok(e) => valid.push(e),
             Err(field_errors) => {
                 rejected += 1;
-                let reason = field_errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-                state.delivery.dead_letter(value.to_string().as_bytes(), &reason).await;
-                errors.extend(field_errors.into_iter().map(|fe| EventError { index, field: fe.field, reason: fe.reason }));
+                let reason = field_errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                state
+                    .delivery
+                    .dead_letter(value.to_string().as_bytes(), &reason)
+                    .await;
+                errors.extend(field_errors.into_iter().map(|fe| EventError {
+                    index,
+                    field: fe.field,
+                    reason: fe.reason,
+                }));
             }
         }
     }
     if rejected > 0 {
         metrics::rejected("invalid_event", rejected as u64);
     }
-    state.delivery.send(&valid).await.map_err(|e| ApiError::Delivery(e, state.retry_after_secs))?;
+    state
+        .delivery
+        .send(&valid)
+        .await
+        .map_err(|e| ApiError::Delivery(e, state.retry_after_secs))?;
     for e in &valid {
         metrics::accepted(e.event_type.as_str(), 1);
     }
-    let status = if rejected == 0 { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    Ok((status, CollectResponse { accepted: valid.len(), rejected, ignored: 0, errors }))
+    let status = if rejected == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((
+        status,
+        CollectResponse {
+            accepted: valid.len(),
+            rejected,
+            ignored: 0,
+            errors,
+        },
+    ))
 }
 
 /// `GET /v1/p.gif?event_type=…&anonymous_id=…&page_url=…[&referrer=…][&p.<key>=<value>]`:
@@ -228,7 +281,12 @@ async fn pixel(
         match k.strip_prefix("p.") {
             Some(prop) => properties.insert(prop.to_string(), Value::String(v)),
             // The pixel is the only place numbers arrive as text.
-            None if k == "revenue" => event.insert(k, v.parse::<i64>().map(Value::from).unwrap_or(Value::String(v))),
+            None if k == "revenue" => event.insert(
+                k,
+                v.parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or(Value::String(v)),
+            ),
             None => event.insert(k, Value::String(v)),
         };
     }
@@ -245,11 +303,22 @@ async fn pixel(
         }
     };
     metrics::request("/v1/p.gif", status.as_u16());
-    (status, [(CONTENT_TYPE, "image/gif"), (CACHE_CONTROL, "no-store")], PIXEL_GIF).into_response()
+    (
+        status,
+        [(CONTENT_TYPE, "image/gif"), (CACHE_CONTROL, "no-store")],
+        PIXEL_GIF,
+    )
+        .into_response()
 }
 
 async fn tracker() -> Response {
     metrics::request("/t.js", 200);
-    ([(CONTENT_TYPE, "application/javascript; charset=utf-8"), (CACHE_CONTROL, "public, max-age=300")], TRACKER_JS)
+    (
+        [
+            (CONTENT_TYPE, "application/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=300"),
+        ],
+        TRACKER_JS,
+    )
         .into_response()
 }

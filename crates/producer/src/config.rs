@@ -64,7 +64,10 @@ impl ProducerConfig {
             self.max_in_flight_events,
             self.max_batch_events
         );
-        anyhow::ensure!(self.produce_timeout_ms >= 100, "produce_timeout_ms must be at least 100");
+        anyhow::ensure!(
+            self.produce_timeout_ms >= 100,
+            "produce_timeout_ms must be at least 100"
+        );
         Ok(())
     }
 }

@@ -40,7 +40,10 @@ impl Delivery {
         let mut client = cfg.kafka.producer("touchstream-producer");
         client
             .set("message.timeout.ms", cfg.produce_timeout_ms.to_string())
-            .set("queue.buffering.max.messages", cfg.max_in_flight_events.to_string());
+            .set(
+                "queue.buffering.max.messages",
+                cfg.max_in_flight_events.to_string(),
+            );
         let producer: FutureProducer = client.create()?;
         let dlq = DlqWriter::new(producer.clone(), cfg.topics.dlq.clone());
         Ok(Self {
@@ -59,21 +62,36 @@ impl Delivery {
             return Ok(());
         }
         let n = u32::try_from(events.len()).map_err(|_| DeliveryError::Overloaded)?;
-        let _permit = self.permits.clone().try_acquire_many_owned(n).map_err(|_| DeliveryError::Overloaded)?;
+        let _permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| DeliveryError::Overloaded)?;
         metrics::in_flight(self.in_flight());
         let started = Instant::now();
-        let payloads = events.iter().map(touchstream_avro::encode).collect::<Result<Vec<_>, _>>()?;
+        let payloads = events
+            .iter()
+            .map(touchstream_avro::encode)
+            .collect::<Result<Vec<_>, _>>()?;
         let sends = events.iter().zip(&payloads).map(|(e, payload)| {
-            let record = FutureRecord::to(&self.topic).key(e.anonymous_id.as_bytes()).payload(payload.as_slice());
+            let record = FutureRecord::to(&self.topic)
+                .key(e.anonymous_id.as_bytes())
+                .payload(payload.as_slice());
             // No waiting for queue space: a full local queue is an overload, answered with 503.
             self.producer.send(record, Duration::ZERO)
         });
-        let results = tokio::time::timeout(self.timeout + Duration::from_secs(1), join_all(sends)).await;
+        let results =
+            tokio::time::timeout(self.timeout + Duration::from_secs(1), join_all(sends)).await;
         let outcome = match results {
-            Err(_) => Err(DeliveryError::Unavailable(format!("no acknowledgement within {:?}", self.timeout))),
+            Err(_) => Err(DeliveryError::Unavailable(format!(
+                "no acknowledgement within {:?}",
+                self.timeout
+            ))),
             Ok(results) => match results.into_iter().find_map(Result::err) {
                 None => Ok(()),
-                Some((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(DeliveryError::Overloaded),
+                Some((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    Err(DeliveryError::Overloaded)
+                }
                 Some((e, _)) => Err(DeliveryError::Unavailable(e.to_string())),
             },
         };
@@ -87,7 +105,8 @@ impl Delivery {
     }
 
     fn in_flight(&self) -> usize {
-        self.capacity.saturating_sub(self.permits.available_permits())
+        self.capacity
+            .saturating_sub(self.permits.available_permits())
     }
 
     /// Writes invalid input to the DLQ with its reason. A failure is logged and counted: the
@@ -118,7 +137,9 @@ impl Delivery {
         let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
         match flushed {
             Ok(Ok(())) => tracing::info!("kafka producer flushed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "kafka producer flush failed: some events may be unacknowledged"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "kafka producer flush failed: some events may be unacknowledged")
+            }
             Err(e) => tracing::error!(error = %e, "kafka producer flush task failed"),
         }
     }

@@ -1,7 +1,7 @@
 //! The collector: web frontends POST events (or beacon them, or load a pixel); each is
 //! validated, stamped and put on the raw topic as Avro.
 //!
-//! - [`config`]: [`ProducerConfig`].
+//! - [`config`]: the [`ProducerConfig`].
 //! - [`api`]: the HTTP routes and the error → status mapping.
 //! - [`body`]: reading a request body: size limits, gzip, content types, UTF-8, JSON.
 //! - [`delivery`]: Kafka delivery with a bounded number of events in flight.
@@ -46,7 +46,11 @@ impl Application {
         ensure_topics(&config.kafka, &[t.spec(&t.raw), t.spec(&t.dlq)]).await?;
         let delivery = Arc::new(Delivery::new(&config)?);
         health.ready("kafka");
-        Ok(Self { config, delivery, health })
+        Ok(Self {
+            config,
+            delivery,
+            health,
+        })
     }
 
     /// Serves until `shutdown` fires, then stops accepting, finishes in-flight requests and
@@ -70,7 +74,10 @@ impl Application {
             delivery.flush().await;
             tracing::info!("collector stopped");
         });
-        Ok(Served { addr: served.addr, task })
+        Ok(Served {
+            addr: served.addr,
+            task,
+        })
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

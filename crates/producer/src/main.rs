@@ -29,7 +29,12 @@ async fn main() -> anyhow::Result<()> {
     let config: ProducerConfig = load_config("producer", cli.config.as_deref())?;
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => Application::build(config).await?.run(shutdown::on_signals()).await,
+        Command::Serve => {
+            Application::build(config)
+                .await?
+                .run(shutdown::on_signals())
+                .await
+        }
         Command::Replay(args) => replay::run(&config, &args).await,
     }
 }

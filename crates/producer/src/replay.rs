@@ -41,18 +41,28 @@ pub async fn run(config: &ProducerConfig, args: &ReplayArgs) -> anyhow::Result<(
     };
     let summary = replay(&delivery, reader, args.batch.max(1)).await?;
     delivery.flush().await;
-    println!("replay done: sent {}, rejected {}, to DLQ {}", summary.sent, summary.rejected, summary.to_dlq);
+    println!(
+        "replay done: sent {}, rejected {}, to DLQ {}",
+        summary.sent, summary.rejected, summary.to_dlq
+    );
     Ok(())
 }
 
 /// Reads every line, validates it and sends the valid events in batches.
-pub async fn replay(delivery: &Delivery, reader: impl BufRead, batch: usize) -> anyhow::Result<ReplaySummary> {
+pub async fn replay(
+    delivery: &Delivery,
+    reader: impl BufRead,
+    batch: usize,
+) -> anyhow::Result<ReplaySummary> {
     let progress = ProgressBar::new_spinner();
     progress.set_style(
         ProgressStyle::with_template("{spinner} {pos} lines ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let limits = ValidationLimits { max_past_ms: i64::MAX / 4, ..ValidationLimits::default() };
+    let limits = ValidationLimits {
+        max_past_ms: i64::MAX / 4,
+        ..ValidationLimits::default()
+    };
     let mut summary = ReplaySummary::default();
     let mut pending = Vec::with_capacity(batch);
     for (n, line) in reader.lines().enumerate() {
@@ -61,7 +71,11 @@ pub async fn replay(delivery: &Delivery, reader: impl BufRead, batch: usize) -> 
         if line.trim().is_empty() {
             continue;
         }
-        let ctx = ServerContext { received_at: now_ms(), ip: None, user_agent: None };
+        let ctx = ServerContext {
+            received_at: now_ms(),
+            ip: None,
+            user_agent: None,
+        };
         let outcome = serde_json::from_str::<Value>(&line)
             .map_err(|e| format!("line {}: not JSON: {e}", n + 1))
             .and_then(|v| {
@@ -92,13 +106,18 @@ pub async fn replay(delivery: &Delivery, reader: impl BufRead, batch: usize) -> 
 }
 
 /// A backfill should ride out a short broker hiccup rather than stop half-way.
-async fn send_with_retry(delivery: &Delivery, events: &[touchstream_model::RawEvent]) -> anyhow::Result<()> {
+async fn send_with_retry(
+    delivery: &Delivery,
+    events: &[touchstream_model::RawEvent],
+) -> anyhow::Result<()> {
     let mut wait = std::time::Duration::from_millis(200);
     for attempt in 1..=6 {
         match delivery.send(events).await {
             Ok(()) => return Ok(()),
             Err(DeliveryError::Encode(e)) => return Err(e.into()),
-            Err(e) if attempt == 6 => return Err(anyhow::anyhow!("giving up after {attempt} attempts: {e}")),
+            Err(e) if attempt == 6 => {
+                return Err(anyhow::anyhow!("giving up after {attempt} attempts: {e}"));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, attempt, "retrying batch");
                 tokio::time::sleep(wait).await;

@@ -24,7 +24,14 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn push(&mut self, partition: i32, offset: i64, bytes: usize, event: EventRow, credits: Vec<CreditRow>) {
+    pub fn push(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        bytes: usize,
+        event: EventRow,
+        credits: Vec<CreditRow>,
+    ) {
         self.started.get_or_insert_with(Instant::now);
         self.credit_starts.push(self.credits.len());
         self.events.push(event);
@@ -63,9 +70,16 @@ impl Batch {
         EventRow: Clone,
         CreditRow: Clone,
     {
-        let credit_end = self.credit_starts.get(end).copied().unwrap_or(self.credits.len());
+        let credit_end = self
+            .credit_starts
+            .get(end)
+            .copied()
+            .unwrap_or(self.credits.len());
         let credit_start = self.credit_starts.get(start).copied().unwrap_or(credit_end);
-        (self.events[start..end].to_vec(), self.credits[credit_start..credit_end].to_vec())
+        (
+            self.events[start..end].to_vec(),
+            self.credits[credit_start..credit_end].to_vec(),
+        )
     }
 
     pub fn commit_list(&self, topic: &str) -> anyhow::Result<TopicPartitionList> {

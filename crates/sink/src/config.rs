@@ -63,13 +63,20 @@ impl Default for SinkConfig {
 
 impl Default for BatchPolicy {
     fn default() -> Self {
-        Self { max_rows: 50_000, max_bytes: 16 << 20, max_wait_ms: 1_000 }
+        Self {
+            max_rows: 50_000,
+            max_bytes: 16 << 20,
+            max_wait_ms: 1_000,
+        }
     }
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { initial_ms: 200, max_ms: 30_000 }
+        Self {
+            initial_ms: 200,
+            max_ms: 30_000,
+        }
     }
 }
 
@@ -85,7 +92,10 @@ impl SinkConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.batch.max_rows > 0, "batch.max_rows must be positive");
         anyhow::ensure!(self.batch.max_bytes > 0, "batch.max_bytes must be positive");
-        anyhow::ensure!(self.retry.initial_ms > 0 && self.retry.max_ms >= self.retry.initial_ms, "retry: need 0 < initial_ms <= max_ms");
+        anyhow::ensure!(
+            self.retry.initial_ms > 0 && self.retry.max_ms >= self.retry.initial_ms,
+            "retry: need 0 < initial_ms <= max_ms"
+        );
         Ok(())
     }
 }

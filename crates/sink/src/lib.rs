@@ -1,6 +1,6 @@
 //! The sink: attributed events from Kafka into ClickHouse, exactly once as the reports see it.
 //!
-//! - [`config`]: [`SinkConfig`] with the batch and retry policies.
+//! - [`config`]: the [`SinkConfig`], with the batch and retry policies.
 //! - [`batch`]: rows accumulated from Kafka with the offsets they came from.
 //! - [`metrics`]: every metric the sink emits.
 //!
@@ -53,19 +53,33 @@ impl Application {
         ensure_topics(&config.kafka, &[t.spec(&t.attributed), t.spec(&t.dlq)]).await?;
         let mut consumer_cfg = config.kafka.consumer("touchstream-sink", &config.group_id);
         // While ClickHouse is down the sink stops polling on purpose; stay in the group meanwhile.
-        consumer_cfg.set("max.poll.interval.ms", "900000").set("statistics.interval.ms", "5000");
-        let consumer: StreamConsumer<LagContext> = consumer_cfg.create_with_context(LagContext::new("sink"))?;
+        consumer_cfg
+            .set("max.poll.interval.ms", "900000")
+            .set("statistics.interval.ms", "5000");
+        let consumer: StreamConsumer<LagContext> =
+            consumer_cfg.create_with_context(LagContext::new("sink"))?;
         consumer.subscribe(&[&config.topics.attributed])?;
         let producer: FutureProducer = config.kafka.producer("touchstream-sink-dlq").create()?;
         let dlq = DlqWriter::new(producer, config.topics.dlq.clone());
         let clickhouse = touchstream_warehouse::client(&config.clickhouse);
         health.ready("clickhouse");
-        Ok(Self { config, consumer, clickhouse, dlq, health })
+        Ok(Self {
+            config,
+            consumer,
+            clickhouse,
+            dlq,
+            health,
+        })
     }
 
     /// Consumes until `shutdown` fires, then inserts the batch in hand, commits and returns.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let ops = ops::serve(self.config.ops.listen, self.health.clone(), shutdown.clone()).await?;
+        let ops = ops::serve(
+            self.config.ops.listen,
+            self.health.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         tracing::info!(topic = %self.config.topics.attributed, ops = %ops.addr, "sink consuming");
         let policy = self.config.batch.clone();
         let mut batch = Batch::default();
@@ -102,8 +116,13 @@ impl Application {
             }
             Err(e) => {
                 // A poison record: kept with its reason and position, and skipped.
-                self.dead_letter(payload, &format!("undecodable attributed event: {e}"), msg.partition(), msg.offset())
-                    .await;
+                self.dead_letter(
+                    payload,
+                    &format!("undecodable attributed event: {e}"),
+                    msg.partition(),
+                    msg.offset(),
+                )
+                .await;
                 batch.skip(msg.partition(), msg.offset());
             }
         }
@@ -129,7 +148,11 @@ impl Application {
         Ok(())
     }
 
-    async fn insert_with_retry(&self, batch: &mut Batch, shutdown: &Shutdown) -> anyhow::Result<()> {
+    async fn insert_with_retry(
+        &self,
+        batch: &mut Batch,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(self.config.retry.initial_ms);
         let max = Duration::from_millis(self.config.retry.max_ms);
         let mut paused = false;
@@ -145,7 +168,9 @@ impl Application {
                         paused = true;
                     }
                     // Full jitter: spread the retries of many sinks.
-                    let jittered = Duration::from_millis(rand::rng().random_range(0..=backoff.as_millis() as u64));
+                    let jittered = Duration::from_millis(
+                        rand::rng().random_range(0..=backoff.as_millis() as u64),
+                    );
                     tracing::warn!(error = %e, retry_in_ms = jittered.as_millis() as u64, "clickhouse insert failed, retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => anyhow::bail!("shutdown while ClickHouse is unavailable: batch not committed, it will be re-delivered"),
@@ -168,7 +193,11 @@ impl Application {
 
     /// ClickHouse refused the batch as malformed: find the rows it refuses by halving, send
     /// them to the DLQ with the error, and insert the rest.
-    async fn isolate_rejected_rows(&self, batch: &mut Batch, first_error: WarehouseError) -> anyhow::Result<()> {
+    async fn isolate_rejected_rows(
+        &self,
+        batch: &mut Batch,
+        first_error: WarehouseError,
+    ) -> anyhow::Result<()> {
         tracing::warn!(error = %first_error, rows = batch.events.len(), "clickhouse rejected the batch, isolating bad rows");
         let mut pending = vec![(0, batch.events.len())];
         let mut rejected = Vec::new();
@@ -189,8 +218,13 @@ impl Application {
         for (index, reason) in rejected {
             let (partition, offset) = batch.sources[index];
             let payload = format!("{:?}", batch.events[index]);
-            self.dead_letter(payload.as_bytes(), &format!("clickhouse rejected the row: {reason}"), partition, offset)
-                .await;
+            self.dead_letter(
+                payload.as_bytes(),
+                &format!("clickhouse rejected the row: {reason}"),
+                partition,
+                offset,
+            )
+            .await;
         }
         Ok(())
     }

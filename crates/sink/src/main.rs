@@ -29,11 +29,19 @@ async fn main() -> anyhow::Result<()> {
     let config: SinkConfig = load_config("sink", cli.config.as_deref())?;
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => Application::build(config).await?.run(shutdown::on_signals()).await,
+        Command::Run => {
+            Application::build(config)
+                .await?
+                .run(shutdown::on_signals())
+                .await
+        }
         Command::Migrate => {
             let applied = touchstream_warehouse::migrate(&config.clickhouse_admin()).await?;
             if applied.is_empty() {
-                println!("migrations: database {} is up to date", config.clickhouse.database);
+                println!(
+                    "migrations: database {} is up to date",
+                    config.clickhouse.database
+                );
             }
             for name in applied {
                 println!("migrations: applied {name}");

@@ -10,11 +10,13 @@ pub fn consumed(n: u64) {
 
 pub fn inserted(events: usize, credits: usize, bytes: usize, took: Duration) {
     counter!("touchstream_sink_rows_inserted_total", "table" => "events").increment(events as u64);
-    counter!("touchstream_sink_rows_inserted_total", "table" => "conversion_credits").increment(credits as u64);
+    counter!("touchstream_sink_rows_inserted_total", "table" => "conversion_credits")
+        .increment(credits as u64);
     counter!("touchstream_sink_bytes_inserted_total").increment(bytes as u64);
     histogram!("touchstream_sink_batch_rows").record(events as f64);
     histogram!("touchstream_sink_insert_latency_seconds").record(took.as_secs_f64());
-    gauge!("touchstream_sink_last_insert_timestamp_seconds").set(touchstream_model::time::now_ms() as f64 / 1000.0);
+    gauge!("touchstream_sink_last_insert_timestamp_seconds")
+        .set(touchstream_model::time::now_ms() as f64 / 1000.0);
 }
 
 pub fn retry() {
@@ -24,4 +26,3 @@ pub fn retry() {
 pub fn dlq(n: u64) {
     counter!("touchstream_sink_dlq_rows_total").increment(n);
 }
-

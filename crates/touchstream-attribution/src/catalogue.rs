@@ -155,25 +155,25 @@ impl Catalogue {
                 None => break,
             }
         }
-        if found.source.is_none() {
-            if let Some(domain) = psl::domain(host.as_bytes()) {
-                // psl hands back sub-slices of `host`; `get` keeps this panic-free regardless.
-                let domain_len = domain.as_bytes().len();
-                let registrable = host
-                    .len()
-                    .checked_sub(domain_len)
-                    .and_then(|start| host.get(start..));
-                found.registrable = registrable;
-                let suffix = domain.suffix();
-                let label_len = domain_len.checked_sub(suffix.as_bytes().len() + 1);
-                if let (true, Some(registrable), Some(label_len)) =
-                    (suffix.is_known(), registrable, label_len)
-                {
-                    found.source = registrable
-                        .get(..label_len)
-                        .and_then(|label| self.labels.get(label))
-                        .copied();
-                }
+        if found.source.is_none()
+            && let Some(domain) = psl::domain(host.as_bytes())
+        {
+            // psl hands back sub-slices of `host`; `get` keeps this panic-free regardless.
+            let domain_len = domain.as_bytes().len();
+            let registrable = host
+                .len()
+                .checked_sub(domain_len)
+                .and_then(|start| host.get(start..));
+            found.registrable = registrable;
+            let suffix = domain.suffix();
+            let label_len = domain_len.checked_sub(suffix.as_bytes().len() + 1);
+            if let (true, Some(registrable), Some(label_len)) =
+                (suffix.is_known(), registrable, label_len)
+            {
+                found.source = registrable
+                    .get(..label_len)
+                    .and_then(|label| self.labels.get(label))
+                    .copied();
             }
         }
         found
@@ -305,7 +305,12 @@ impl<'o> Builder<'o> {
         }
         for host in file.referrer_spam.hosts {
             let host = self.host_key(&host, "referrer_spam")?;
-            if self.catalogue.hosts.get(&*host).is_some_and(|e| e.source.is_some()) {
+            if self
+                .catalogue
+                .hosts
+                .get(&*host)
+                .is_some_and(|e| e.source.is_some())
+            {
                 return Err(self.invalid(format!(
                     "referrer_spam host {host:?} is also a source's host; keep it in one place"
                 )));
@@ -405,8 +410,10 @@ impl<'o> Builder<'o> {
                 }
                 Entry::Occupied(o) if o.get().source == Some(idx) => {}
                 Entry::Occupied(o) => {
-                    let problem =
-                        format!("host {:?} is listed for two sources; keep it under one", o.key());
+                    let problem = format!(
+                        "host {:?} is listed for two sources; keep it under one",
+                        o.key()
+                    );
                     return Err(self.invalid(problem));
                 }
             }
@@ -418,12 +425,12 @@ impl<'o> Builder<'o> {
                     "app id {app:?} of {id:?} must look like com.example.app"
                 )));
             }
-            if let Some(&other) = self.catalogue.apps.get(key.as_str()) {
-                if other != idx {
-                    return Err(self.invalid(format!(
-                        "app id {key:?} is listed for two sources; keep it under one"
-                    )));
-                }
+            if let Some(&other) = self.catalogue.apps.get(key.as_str())
+                && other != idx
+            {
+                return Err(self.invalid(format!(
+                    "app id {key:?} is listed for two sources; keep it under one"
+                )));
             }
             self.catalogue.apps.insert(key.into(), idx);
         }
@@ -488,6 +495,13 @@ fn normalise(s: &str) -> String {
 /// times faster than SipHash on short host names, which matters at millions of hits per second.
 type FastMap<V> = HashMap<Box<str>, V, BuildHasherDefault<FxHasher>>;
 
+/// FxHash of a byte string, for the classifier's user-agent memo.
+pub(crate) fn fx_hash(bytes: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
 #[derive(Default, Clone, Copy)]
 struct FxHasher {
     hash: u64,
@@ -538,17 +552,48 @@ mod tests {
     #[test]
     fn builtin_catalogue_loads_and_is_big_enough() {
         let c = Catalogue::builtin();
-        assert!(c.social_networks().count() >= 30, "DESIGN asks for >= 30 social networks");
+        assert!(
+            c.social_networks().count() >= 30,
+            "DESIGN asks for >= 30 social networks"
+        );
         for id in [
-            "facebook", "instagram", "x", "linkedin", "youtube", "tiktok", "pinterest", "reddit",
-            "snapchat", "threads", "bluesky", "mastodon", "whatsapp", "telegram", "discord",
-            "quora", "tumblr", "hackernews", "medium", "vk",
+            "facebook",
+            "instagram",
+            "x",
+            "linkedin",
+            "youtube",
+            "tiktok",
+            "pinterest",
+            "reddit",
+            "snapchat",
+            "threads",
+            "bluesky",
+            "mastodon",
+            "whatsapp",
+            "telegram",
+            "discord",
+            "quora",
+            "tumblr",
+            "hackernews",
+            "medium",
+            "vk",
         ] {
             assert!(c.social_networks().any(|s| s == id), "{id} missing");
         }
         for id in [
-            "google", "bing", "duckduckgo", "yahoo", "yandex", "baidu", "ecosia", "brave",
-            "chatgpt", "perplexity", "gemini", "claude", "copilot",
+            "google",
+            "bing",
+            "duckduckgo",
+            "yahoo",
+            "yandex",
+            "baidu",
+            "ecosia",
+            "brave",
+            "chatgpt",
+            "perplexity",
+            "gemini",
+            "claude",
+            "copilot",
         ] {
             assert!(c.lookup_alias(id).is_some(), "{id} missing");
         }
@@ -567,13 +612,18 @@ mod tests {
         assert_eq!(id("google.example.com"), None);
         let m = c.lookup_host("blog.partner.org");
         assert_eq!(m.registrable, Some("partner.org"));
-        assert_eq!(c.lookup_host("news.bbc.co.uk").registrable, Some("bbc.co.uk"));
+        assert_eq!(
+            c.lookup_host("news.bbc.co.uk").registrable,
+            Some("bbc.co.uk")
+        );
         assert!(c.lookup_host("x.semalt.com").spam);
     }
 
     #[test]
     fn errors_say_what_is_wrong() {
-        let err = Catalogue::from_toml_str("version = 2").unwrap_err().to_string();
+        let err = Catalogue::from_toml_str("version = 2")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("version = 2"), "{err}");
         let dup = r#"
             version = 1

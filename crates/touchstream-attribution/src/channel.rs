@@ -232,7 +232,10 @@ pub(crate) fn ga4_channel(
 
 /// GA4: medium matches `^(.*cp.*|ppc|retargeting|paid.*)$`.
 fn is_paid_medium(medium: &str) -> bool {
-    medium.contains("cp") || medium == "ppc" || medium == "retargeting" || medium.starts_with("paid")
+    medium.contains("cp")
+        || medium == "ppc"
+        || medium == "retargeting"
+        || medium.starts_with("paid")
 }
 
 /// GA4: campaign matches `^(.*(([^a-df-z]|^)shop|shopping).*)$`, i.e. "shop" at the start or
@@ -256,7 +259,7 @@ fn is_email(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
     use super::*;
 
     #[test]
@@ -275,20 +278,62 @@ mod tests {
         use SourceCategory as C;
         let cases: &[(Option<C>, &str, &str, Option<&str>, Channel)] = &[
             (None, "(direct)", "(none)", None, Channel::Direct),
-            (None, "google", "cpc", Some("pmax cross-network q3"), Channel::CrossNetwork),
-            (Some(C::Shopping), "amazon", "cpc", None, Channel::PaidShopping),
-            (Some(C::Search), "google", "cpc", Some("spring shop"), Channel::PaidShopping),
-            (Some(C::Search), "google", "cpc", Some("workshop"), Channel::PaidSearch),
+            (
+                None,
+                "google",
+                "cpc",
+                Some("pmax cross-network q3"),
+                Channel::CrossNetwork,
+            ),
+            (
+                Some(C::Shopping),
+                "amazon",
+                "cpc",
+                None,
+                Channel::PaidShopping,
+            ),
+            (
+                Some(C::Search),
+                "google",
+                "cpc",
+                Some("spring shop"),
+                Channel::PaidShopping,
+            ),
+            (
+                Some(C::Search),
+                "google",
+                "cpc",
+                Some("workshop"),
+                Channel::PaidSearch,
+            ),
             (Some(C::Search), "google", "ppc", None, Channel::PaidSearch),
-            (Some(C::Social), "facebook", "paid_social", None, Channel::PaidSocial),
+            (
+                Some(C::Social),
+                "facebook",
+                "paid_social",
+                None,
+                Channel::PaidSocial,
+            ),
             (Some(C::Video), "youtube", "cpv", None, Channel::PaidVideo),
             (Some(C::Search), "google", "cpm", None, Channel::PaidSearch),
             (None, "adnet", "cpm", None, Channel::Display),
             (None, "adnet", "banner", None, Channel::Display),
             (None, "adnet", "retargeting", None, Channel::PaidOther),
-            (Some(C::AiAssistant), "chatgpt", "(not set)", None, Channel::AiAssistant),
+            (
+                Some(C::AiAssistant),
+                "chatgpt",
+                "(not set)",
+                None,
+                Channel::AiAssistant,
+            ),
             (None, "x", "y", Some("eshop-sale"), Channel::OrganicShopping),
-            (None, "partner", "social-network", None, Channel::OrganicSocial),
+            (
+                None,
+                "partner",
+                "social-network",
+                None,
+                Channel::OrganicSocial,
+            ),
             (None, "partner", "video", None, Channel::OrganicVideo),
             (None, "partner", "organic", None, Channel::OrganicSearch),
             (None, "partner", "link", None, Channel::Referral),
@@ -297,8 +342,20 @@ mod tests {
             (None, "partner", "affiliate", None, Channel::Affiliates),
             (None, "podcast", "audio", None, Channel::Audio),
             (None, "sms", "(not set)", None, Channel::Sms),
-            (None, "app", "web_push", None, Channel::MobilePushNotifications),
-            (None, "firebase", "x", None, Channel::MobilePushNotifications),
+            (
+                None,
+                "app",
+                "web_push",
+                None,
+                Channel::MobilePushNotifications,
+            ),
+            (
+                None,
+                "firebase",
+                "x",
+                None,
+                Channel::MobilePushNotifications,
+            ),
             (None, "partner", "weird", None, Channel::Unassigned),
         ];
         for (cat, s, m, c, want) in cases {

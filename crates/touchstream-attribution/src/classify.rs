@@ -7,12 +7,13 @@
 //! same channel whether it was tagged by hand or read from a referrer.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
-use crate::catalogue::{Catalogue, SourceIdx};
+use crate::catalogue::{Catalogue, SourceIdx, fx_hash};
 use crate::channel::{Channel, SourceCategory, ga4_channel};
 
 /// One hit as the collector stored it. `page_url` may be absolute or a path; every field may be
@@ -126,7 +127,7 @@ impl Classifier {
     pub fn classify(&self, hit: &Hit<'_>) -> Touch {
         let is_bot = hit
             .user_agent
-            .is_some_and(|ua| !ua.is_empty() && bots().is_bot(ua));
+            .is_some_and(|ua| !ua.is_empty() && is_bot(ua));
         let page = self.page_params(hit.page_url);
         let referrer_url = hit.referrer.and_then(parse_referrer_url);
         let referrer = referrer_url.as_ref().and_then(referrer_of);
@@ -155,7 +156,10 @@ impl Classifier {
                 Referrer::App(app) => {
                     referred = Some(match self.catalogue.lookup_app(app) {
                         Some(idx) => Referred::Known(idx),
-                        None => Referred::Unknown { name: app, alt: app },
+                        None => Referred::Unknown {
+                            name: app,
+                            alt: app,
+                        },
                     });
                 }
                 Referrer::Ip(ip) => {
@@ -178,11 +182,11 @@ impl Classifier {
         let decided = if internal_referrer && !has_campaign {
             Decided::internal()
         } else if page.utm_source.is_some() || page.utm_medium.is_some() {
-            self.from_utm(page.utm_source.as_deref(), page.utm_medium.as_deref())
+            self.utm_rule(page.utm_source.as_deref(), page.utm_medium.as_deref())
         } else if let Some(kind) = page.click_id {
-            self.from_click_id(kind, referred.as_ref(), hit.user_agent)
+            self.click_id_rule(kind, referred.as_ref(), hit.user_agent)
         } else if let Some(r) = &referred {
-            self.from_referrer(r)
+            self.referrer_rule(r)
         } else if let Some(idx) = hit
             .user_agent
             .and_then(|ua| self.catalogue.in_app_browser(ua))
@@ -210,7 +214,7 @@ impl Classifier {
     }
 
     /// Rule 1: utm_source/utm_medium, the source normalised through the catalogue's aliases.
-    fn from_utm<'a>(&'a self, source: Option<&'a str>, medium: Option<&str>) -> Decided<'a> {
+    fn utm_rule<'a>(&'a self, source: Option<&'a str>, medium: Option<&str>) -> Decided<'a> {
         let medium = Cow::Owned(medium.unwrap_or(NOT_SET).to_owned());
         let Some(raw) = source else {
             return Decided {
@@ -239,7 +243,7 @@ impl Classifier {
     }
 
     /// Rule 2: an ad click id. fbclid is organic: Meta adds it to every outbound link.
-    fn from_click_id(
+    fn click_id_rule(
         &self,
         kind: &'static str,
         referred: Option<&Referred<'_>>,
@@ -251,8 +255,8 @@ impl Classifier {
                 Some(Referred::Unknown { .. }) => None,
                 None => user_agent.and_then(|ua| self.catalogue.in_app_browser(ua)),
             };
-            let instagram = referred_idx
-                .filter(|idx| &*self.catalogue.source(*idx).id == "instagram");
+            let instagram =
+                referred_idx.filter(|idx| &*self.catalogue.source(*idx).id == "instagram");
             let network = instagram.or_else(|| self.catalogue.lookup_alias("facebook"));
             return match network {
                 Some(idx) => self.known(idx, "social"),
@@ -270,7 +274,7 @@ impl Classifier {
     }
 
     /// Rule 3: the referrer.
-    fn from_referrer<'a>(&'a self, referred: &Referred<'a>) -> Decided<'a> {
+    fn referrer_rule<'a>(&'a self, referred: &Referred<'a>) -> Decided<'a> {
         match *referred {
             Referred::Known(idx) => {
                 let medium = match self.catalogue.source(idx).category {
@@ -335,10 +339,8 @@ impl Classifier {
         let Some(url) = parse_page_url(page_url) else {
             return params;
         };
-        if needs_host {
-            if let Some(Host::Domain(d)) = url.host() {
-                params.host = site_host_from_domain(d);
-            }
+        if needs_host && let Some(Host::Domain(d)) = url.host() {
+            params.host = site_host_from_domain(d);
         }
         if url.query().is_none() {
             return params;
@@ -400,7 +402,10 @@ impl Decided<'_> {
 enum Referred<'h> {
     Known(SourceIdx),
     /// `name` is the source to report (registrable domain or app id); `alt` the full host.
-    Unknown { name: &'h str, alt: &'h str },
+    Unknown {
+        name: &'h str,
+        alt: &'h str,
+    },
 }
 
 #[derive(Default)]
@@ -533,11 +538,13 @@ fn referrer_of(url: &Url) -> Option<Referrer<'_>> {
             if app.is_empty() {
                 return None;
             }
-            Some(Referrer::App(if app.bytes().any(|b| b.is_ascii_uppercase()) {
-                Cow::Owned(app.to_ascii_lowercase())
-            } else {
-                Cow::Borrowed(app)
-            }))
+            Some(Referrer::App(
+                if app.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(app.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(app)
+                },
+            ))
         }
         _ => None,
     }
@@ -581,4 +588,38 @@ fn site_host_from_domain(domain: &str) -> Option<Box<str>> {
 fn bots() -> &'static isbot::Bots {
     static BOTS: OnceLock<isbot::Bots> = OnceLock::new();
     BOTS.get_or_init(isbot::Bots::default)
+}
+
+/// isbot lowercases the user agent (an allocation) and runs one large regex over it: that is
+/// most of the cost of classifying a hit. Real traffic repeats a small set of user agents, so a
+/// small per-thread memo of recent answers (direct-mapped, exact-match on the whole string)
+/// removes almost all of it without changing any answer.
+fn is_bot(user_agent: &str) -> bool {
+    const SLOTS: usize = 512;
+    /// Longer strings are rare and not worth keeping.
+    const MAX_MEMO_LEN: usize = 1024;
+    type Memo = Vec<Option<(Box<str>, bool)>>;
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::new(vec![None; SLOTS]);
+    }
+    if user_agent.len() > MAX_MEMO_LEN {
+        return bots().is_bot(user_agent);
+    }
+    let slot = (fx_hash(user_agent.as_bytes()) % SLOTS as u64) as usize;
+    MEMO.with(|memo| {
+        let Ok(mut memo) = memo.try_borrow_mut() else {
+            return bots().is_bot(user_agent);
+        };
+        let Some(entry) = memo.get_mut(slot) else {
+            return bots().is_bot(user_agent);
+        };
+        if let Some((ua, bot)) = entry
+            && **ua == *user_agent
+        {
+            return *bot;
+        }
+        let bot = bots().is_bot(user_agent);
+        *entry = Some((user_agent.into(), bot));
+        bot
+    })
 }

@@ -150,9 +150,7 @@ pub fn credit(
     conversion: &Conversion,
     config: &CreditConfig,
 ) -> ConversionCredits {
-    let window_start = conversion
-        .time_ms
-        .saturating_sub(config.lookback_ms.max(0));
+    let window_start = conversion.time_ms.saturating_sub(config.lookback_ms.max(0));
     let mut window: Vec<&TouchRecord> = touches
         .iter()
         .filter(|t| {
@@ -316,7 +314,10 @@ mod tests {
         assert_eq!(weights(&c, LastTouch), [("c".into(), 1.0)]);
         assert_eq!(weights(&c, LastNonDirect), [("b".into(), 1.0)]);
         let pb = weights(&c, PositionBased);
-        assert_eq!(pb, [("a".into(), 0.4), ("b".into(), 0.2), ("c".into(), 0.4)]);
+        assert_eq!(
+            pb,
+            [("a".into(), 0.4), ("b".into(), 0.2), ("c".into(), 0.4)]
+        );
         // Ages from the conversion: 14 d, 7 d, 1 h → raw 0.25, 0.5, 2^(-1/168).
         let raw = [0.25, 0.5, (-1.0f64 / 168.0).exp2()];
         let total: f64 = raw.iter().sum();
@@ -337,7 +338,10 @@ mod tests {
         let t0 = 10 * DAY_MS;
         let one = vec![rec("a", t0 - HOUR, Channel::Email, "newsletter")];
         let c = credit(&one, &conv(t0, 1.0), &CreditConfig::default());
-        assert_eq!(weights(&c, AttributionModel::PositionBased), [("a".into(), 1.0)]);
+        assert_eq!(
+            weights(&c, AttributionModel::PositionBased),
+            [("a".into(), 1.0)]
+        );
         let two = vec![
             rec("a", t0 - 2 * HOUR, Channel::Email, "newsletter"),
             rec("b", t0 - HOUR, Channel::Referral, "partner.org"),
@@ -370,15 +374,24 @@ mod tests {
             rec("b", t0 - HOUR, Channel::Direct, "(direct)"),
         ];
         let c = credit(&touches, &conv(t0, 1.0), &CreditConfig::default());
-        assert_eq!(weights(&c, AttributionModel::LastNonDirect), [("b".into(), 1.0)]);
+        assert_eq!(
+            weights(&c, AttributionModel::LastNonDirect),
+            [("b".into(), 1.0)]
+        );
 
         let c = credit(&[], &conv(t0, 42.0), &CreditConfig::default());
         assert_eq!(c.touches_to_conversion, 0);
         assert_eq!(c.days_to_conversion, 0.0);
         assert_eq!(c.credits.len(), AttributionModel::ALL.len());
         for x in &c.credits {
-            assert_eq!((x.touch_event_id.as_str(), x.channel), ("conv", Channel::Direct));
-            assert_eq!((x.source.as_str(), x.weight, x.revenue_credit), ("(direct)", 1.0, 42.0));
+            assert_eq!(
+                (x.touch_event_id.as_str(), x.channel),
+                ("conv", Channel::Direct)
+            );
+            assert_eq!(
+                (x.source.as_str(), x.weight, x.revenue_credit),
+                ("(direct)", 1.0, 42.0)
+            );
         }
     }
 
@@ -388,7 +401,11 @@ mod tests {
         let mut internal = rec("i", t0 - HOUR, Channel::Direct, "(direct)");
         internal.touch.is_internal = true;
         let a = rec("a", t0 - 2 * HOUR, Channel::OrganicSocial, "linkedin");
-        let c = credit(&[internal, a.clone(), a], &conv(t0, 1.0), &CreditConfig::default());
+        let c = credit(
+            &[internal, a.clone(), a],
+            &conv(t0, 1.0),
+            &CreditConfig::default(),
+        );
         assert_eq!(c.touches_to_conversion, 1);
     }
 
@@ -413,7 +430,14 @@ mod tests {
         let names: Vec<_> = AttributionModel::ALL.iter().map(|m| m.as_str()).collect();
         assert_eq!(
             names,
-            ["first_touch", "last_touch", "last_non_direct", "linear", "position_based", "time_decay"]
+            [
+                "first_touch",
+                "last_touch",
+                "last_non_direct",
+                "linear",
+                "position_based",
+                "time_decay"
+            ]
         );
         for m in AttributionModel::ALL {
             assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));

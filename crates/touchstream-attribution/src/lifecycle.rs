@@ -118,20 +118,35 @@ impl Lifecycle {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
     use super::*;
     use ConversionKind::*;
     use LifecycleStage::*;
 
     #[test]
     fn stages_only_move_forward() {
-        let cases: &[(&[ConversionKind], LifecycleStage, u32, &[Option<LifecycleStage>])] = &[
+        let cases: &[(
+            &[ConversionKind],
+            LifecycleStage,
+            u32,
+            &[Option<LifecycleStage>],
+        )] = &[
             (&[], Visitor, 0, &[]),
             (&[Signup], Customer, 0, &[Some(Customer)]),
             (&[Download, Signup], Customer, 0, &[Some(Customer), None]),
             (&[Purchase], Client, 1, &[Some(Client)]),
-            (&[Signup, Purchase, Purchase], Client, 2, &[Some(Customer), Some(Client), None]),
-            (&[Purchase, Signup, Download], Client, 1, &[Some(Client), None, None]),
+            (
+                &[Signup, Purchase, Purchase],
+                Client,
+                2,
+                &[Some(Customer), Some(Client), None],
+            ),
+            (
+                &[Purchase, Signup, Download],
+                Client,
+                1,
+                &[Some(Client), None, None],
+            ),
         ];
         for (events, stage, purchases, transitions) in cases {
             let mut l = Lifecycle::new();
@@ -150,7 +165,11 @@ mod tests {
     #[test]
     fn names_are_design_vocabulary() {
         assert_eq!(
-            serde_json::to_string(&Lifecycle { stage: Client, purchases: 2 }).unwrap(),
+            serde_json::to_string(&Lifecycle {
+                stage: Client,
+                purchases: 2
+            })
+            .unwrap(),
             r#"{"stage":"client","purchases":2}"#
         );
         assert_eq!(ConversionKind::from_event_type("download"), Some(Download));

@@ -84,8 +84,13 @@ pub fn sessionize(events: &[SessionEvent<'_>], config: &SessionConfig) -> Vec<Se
     for i in order {
         let e = &events[i];
         let campaign = e.touch.and_then(CampaignKey::of);
-        if starts_session(last_ms, current_campaign.as_ref(), e.time_ms, campaign.as_ref(), config)
-        {
+        if starts_session(
+            last_ms,
+            current_campaign.as_ref(),
+            e.time_ms,
+            campaign.as_ref(),
+            config,
+        ) {
             current_campaign = campaign.clone();
             sessions.push(Session {
                 start_ms: e.time_ms,
@@ -169,8 +174,10 @@ pub struct SessionAssignment {
     pub session_number: u64,
     /// This event is the first of its session (in event time) as things stand now.
     pub starts_session: bool,
-    /// The event arrived later than `max_lateness_ms` behind the visitor's newest event: it was
-    /// assigned next to the oldest event still known, not exactly, and not retained.
+    /// The event sorts before every event the state still holds (it let them go because they
+    /// were more than `max_lateness_ms` behind the newest event): it was assigned next to the
+    /// oldest event still known, best effort, and not retained. Events within the lateness bound
+    /// never get here.
     pub beyond_lateness: bool,
     /// The event id was already observed; the assignment is the current one and nothing changed.
     pub duplicate: bool,
@@ -219,11 +226,15 @@ impl Sessionizer {
                 return beyond_lateness(state, event.time_ms, campaign, config);
             }
         }
-        state.watermark_ms = Some(state.watermark_ms.map_or(event.time_ms, |w| w.max(event.time_ms)));
+        state.watermark_ms = Some(
+            state
+                .watermark_ms
+                .map_or(event.time_ms, |w| w.max(event.time_ms)),
+        );
 
-        let position = state
-            .retained
-            .partition_point(|r| (r.time_ms, r.event_id.as_str()) < (event.time_ms, event.event_id));
+        let position = state.retained.partition_point(|r| {
+            (r.time_ms, r.event_id.as_str()) < (event.time_ms, event.event_id)
+        });
         state.retained.insert(
             position,
             RetainedEvent {
@@ -255,10 +266,17 @@ impl Sessionizer {
 
 /// Re-runs GA's rule over the retained events (starting from the anchor's context) and keeps the
 /// existing session numbers wherever the grouping allows.
-fn renumber(state: &mut SessionState, inserted: usize, config: &SessionConfig) -> Vec<Reassignment> {
+fn renumber(
+    state: &mut SessionState,
+    inserted: usize,
+    config: &SessionConfig,
+) -> Vec<Reassignment> {
     let anchor_session = state.anchor.as_ref().map(|a| a.session);
     let mut last_ms = state.anchor.as_ref().map(|a| a.time_ms);
-    let mut session_campaign = state.anchor.as_ref().and_then(|a| a.session_campaign.clone());
+    let mut session_campaign = state
+        .anchor
+        .as_ref()
+        .and_then(|a| a.session_campaign.clone());
     // `None`: the event continues the anchor's session; `Some(g)`: the g-th session that starts
     // among the retained events.
     let mut groups: Vec<Option<usize>> = Vec::with_capacity(state.retained.len());
@@ -266,7 +284,13 @@ fn renumber(state: &mut SessionState, inserted: usize, config: &SessionConfig) -
     let mut group_count = 0usize;
     let mut current: Option<usize> = None;
     for r in &state.retained {
-        if starts_session(last_ms, session_campaign.as_ref(), r.time_ms, r.campaign.as_ref(), config) {
+        if starts_session(
+            last_ms,
+            session_campaign.as_ref(),
+            r.time_ms,
+            r.campaign.as_ref(),
+            config,
+        ) {
             current = Some(group_count);
             group_count += 1;
             session_campaign = r.campaign.clone();
@@ -321,7 +345,12 @@ fn forget_settled(state: &mut SessionState, config: &SessionConfig) {
     let keep_from = state
         .retained
         .partition_point(|r| r.time_ms < settled_before)
-        .max(state.retained.len().saturating_sub(config.max_retained_events.max(1)));
+        .max(
+            state
+                .retained
+                .len()
+                .saturating_sub(config.max_retained_events.max(1)),
+        );
     if keep_from > 0 {
         state.anchor = state.retained.drain(..keep_from).next_back();
     }
@@ -354,5 +383,200 @@ fn beyond_lateness(
         beyond_lateness: true,
         duplicate: false,
         reassigned: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+    use super::*;
+
+    const MIN: i64 = 60 * 1000;
+
+    fn social(source: &str, campaign: Option<&str>) -> Touch {
+        Touch {
+            channel: Channel::OrganicSocial,
+            source: source.into(),
+            medium: "referral".into(),
+            campaign: campaign.map(Into::into),
+            ..Touch::direct()
+        }
+    }
+
+    /// Session index of every event, for events given in time order.
+    fn split(events: &[(i64, Option<&Touch>)]) -> Vec<usize> {
+        let ids: Vec<String> = (0..events.len()).map(|i| format!("e{i:02}")).collect();
+        let input: Vec<SessionEvent<'_>> = events
+            .iter()
+            .zip(&ids)
+            .map(|((t, touch), id)| SessionEvent {
+                event_id: id,
+                time_ms: *t,
+                touch: *touch,
+            })
+            .collect();
+        let mut of = vec![usize::MAX; events.len()];
+        for (s, session) in sessionize(&input, &SessionConfig::default())
+            .iter()
+            .enumerate()
+        {
+            for &i in &session.events {
+                of[i] = s;
+            }
+        }
+        of
+    }
+
+    #[test]
+    fn ga_session_rules() {
+        let direct = Touch::direct();
+        let fb = social("facebook", None);
+        let fb_spring = social("facebook", Some("spring"));
+        let li = social("linkedin", None);
+        let internal = Touch {
+            is_internal: true,
+            ..social("google", None)
+        };
+        let cases: &[(&str, Vec<(i64, Option<&Touch>)>, Vec<usize>)] = &[
+            ("one event", vec![(0, Some(&fb))], vec![0]),
+            (
+                "29 min gaps",
+                vec![(0, Some(&fb)), (29 * MIN, None), (58 * MIN, None)],
+                vec![0, 0, 0],
+            ),
+            (
+                "exactly 30 min",
+                vec![(0, Some(&fb)), (30 * MIN, None)],
+                vec![0, 0],
+            ),
+            ("31 min", vec![(0, Some(&fb)), (31 * MIN, None)], vec![0, 1]),
+            (
+                "same campaign again",
+                vec![(0, Some(&fb)), (5 * MIN, Some(&fb))],
+                vec![0, 0],
+            ),
+            (
+                "new source",
+                vec![(0, Some(&fb)), (5 * MIN, Some(&li))],
+                vec![0, 1],
+            ),
+            (
+                "new campaign",
+                vec![(0, Some(&fb)), (5 * MIN, Some(&fb_spring))],
+                vec![0, 1],
+            ),
+            (
+                "direct continues",
+                vec![(0, Some(&fb)), (5 * MIN, Some(&direct))],
+                vec![0, 0],
+            ),
+            (
+                "internal continues",
+                vec![(0, Some(&fb)), (5 * MIN, Some(&internal))],
+                vec![0, 0],
+            ),
+            (
+                "direct then campaign",
+                vec![(0, Some(&direct)), (5 * MIN, Some(&fb))],
+                vec![0, 1],
+            ),
+            (
+                "conversion first",
+                vec![(0, None), (MIN, Some(&direct))],
+                vec![0, 0],
+            ),
+            (
+                "back to the first source",
+                vec![(0, Some(&fb)), (5 * MIN, Some(&li)), (6 * MIN, Some(&fb))],
+                vec![0, 1, 2],
+            ),
+        ];
+        for (name, events, want) in cases {
+            assert_eq!(&split(events), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn late_event_is_placed_by_event_time_and_renumbers_what_it_splits() {
+        let fb = social("facebook", None);
+        let li = social("linkedin", None);
+        let s = Sessionizer::default();
+        let mut state = SessionState::new();
+        let obs = |state: &mut SessionState, id: &str, t: i64, touch: Option<&Touch>| {
+            s.observe(
+                state,
+                SessionEvent {
+                    event_id: id,
+                    time_ms: t,
+                    touch,
+                },
+            )
+        };
+        assert_eq!(obs(&mut state, "a", 0, Some(&fb)).session_number, 0);
+        assert_eq!(obs(&mut state, "c", 20 * MIN, None).session_number, 0);
+        // A LinkedIn click at minute 10 arrives late: it starts a session, and "c" moves into it.
+        let late = obs(&mut state, "b", 10 * MIN, Some(&li));
+        assert!(late.starts_session && !late.beyond_lateness);
+        assert_eq!(late.session_number, 1);
+        assert_eq!(
+            late.reassigned,
+            [Reassignment {
+                event_id: "c".into(),
+                from_session: 0,
+                to_session: 1
+            }]
+        );
+        // Two hours later: new session; the old events are let go.
+        let next = obs(&mut state, "d", 140 * MIN, None);
+        assert!(next.starts_session);
+        assert_eq!(next.session_number, 2);
+        assert_eq!(state.retained_events(), 1);
+        // An event older than what the state still holds is still assigned, and flagged.
+        let too_late = obs(&mut state, "z", 15 * MIN, None);
+        assert!(too_late.beyond_lateness);
+        assert_eq!(
+            too_late.session_number, 1,
+            "within 30 min of the oldest known event"
+        );
+        // Later than the bound but after what was let go: still placed exactly.
+        let placed = obs(&mut state, "y", 30 * MIN, None);
+        assert!(!placed.beyond_lateness);
+        assert_eq!(placed.session_number, 1);
+        // Duplicates change nothing.
+        let dup = obs(&mut state, "d", 140 * MIN, None);
+        assert!(dup.duplicate);
+        assert_eq!(dup.session_number, 2);
+
+        let json = serde_json::to_string(&state).unwrap();
+        let back: SessionState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, state);
+    }
+
+    #[test]
+    fn late_event_bridging_two_sessions_merges_them() {
+        let s = Sessionizer::default();
+        let mut state = SessionState::new();
+        let mut obs = |id: &str, t: i64| {
+            s.observe(
+                &mut state,
+                SessionEvent {
+                    event_id: id,
+                    time_ms: t,
+                    touch: None,
+                },
+            )
+        };
+        assert_eq!(obs("a", 0).session_number, 0);
+        assert_eq!(obs("c", 50 * MIN).session_number, 1);
+        let bridge = obs("b", 25 * MIN);
+        assert_eq!(bridge.session_number, 0);
+        assert_eq!(
+            bridge.reassigned,
+            [Reassignment {
+                event_id: "c".into(),
+                from_session: 1,
+                to_session: 0
+            }]
+        );
     }
 }

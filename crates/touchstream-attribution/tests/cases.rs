@@ -29,7 +29,15 @@ const TW_ANDROID: &str = "Mozilla/5.0 (Linux; Android 13; Pixel 6) AppleWebKit/5
 const SNAP: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Snapchat/12.60.0.43 (like Safari/8617.2.4.10.8, panda)";
 const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
-type Row = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 /// (page_url, referrer, user_agent, channel, source, medium, social_network)
 #[rustfmt::skip]
@@ -375,7 +383,10 @@ const INTERNAL: &[(&str, &str)] = &[
     (P, "https://blog.example.com/"),
     (P, "https://EXAMPLE.com:8443/"),
     (P, "https://example.com./"),
-    ("https://example.com/?utm_content=post-1", "https://example.com/"),
+    (
+        "https://example.com/?utm_content=post-1",
+        "https://example.com/",
+    ),
 ];
 
 fn opt(s: &'static str) -> Option<&'static str> {
@@ -395,20 +406,36 @@ fn check(c: &Classifier, row: &Row) -> Result<(), String> {
     };
     let t = c.classify(&hit);
     let want_social = (social != "-").then(|| social.to_owned());
-    let got = (t.channel.as_str(), t.source.as_str(), t.medium.as_str(), &t.social_network);
+    let got = (
+        t.channel.as_str(),
+        t.source.as_str(),
+        t.medium.as_str(),
+        &t.social_network,
+    );
     let want = (channel, source, medium, &want_social);
     if got == want {
         Ok(())
     } else {
-        Err(format!("{page:?} ref={referrer:?} ua={ua:.40?}\n   want {want:?}\n    got {got:?}"))
+        Err(format!(
+            "{page:?} ref={referrer:?} ua={ua:.40?}\n   want {want:?}\n    got {got:?}"
+        ))
     }
 }
 
 #[test]
 fn table_of_cases() {
     let c = classifier();
-    let failures: Vec<String> = CASES.iter().filter_map(|row| check(&c, row).err()).collect();
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    let failures: Vec<String> = CASES
+        .iter()
+        .filter_map(|row| check(&c, row).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
     assert!(CASES.len() >= 250, "{} hand-written cases", CASES.len());
 }
 
@@ -416,30 +443,53 @@ fn table_of_cases() {
 fn internal_navigation_is_flagged_and_opens_no_touch() {
     let c = classifier();
     for (page, referrer) in INTERNAL {
-        let t = c.classify(&Hit { page_url: page, referrer: Some(referrer), user_agent: Some(CHROME) });
-        assert!(t.is_internal && !t.opens_touch(), "{page} {referrer}: {t:?}");
+        let t = c.classify(&Hit {
+            page_url: page,
+            referrer: Some(referrer),
+            user_agent: Some(CHROME),
+        });
+        assert!(
+            t.is_internal && !t.opens_touch(),
+            "{page} {referrer}: {t:?}"
+        );
     }
-    for (page, _, _, _, _, _, _) in CASES.iter().filter(|r| !INTERNAL.iter().any(|i| (i.0, i.1) == (r.0, r.1))) {
-        let _ = page;
-    }
-    let external = c.classify(&Hit { page_url: P, referrer: Some("https://notexample.com/"), user_agent: None });
+    let external = c.classify(&Hit {
+        page_url: P,
+        referrer: Some("https://notexample.com/"),
+        user_agent: None,
+    });
     assert!(!external.is_internal && external.opens_touch());
     let campaign = c.classify(&Hit {
         page_url: "https://example.com/?utm_source=newsletter&utm_medium=email",
         referrer: Some("https://example.com/"),
         user_agent: None,
     });
-    assert!(!campaign.is_internal, "campaign parameters make internal navigation a touch");
+    assert!(
+        !campaign.is_internal,
+        "campaign parameters make internal navigation a touch"
+    );
 }
 
 #[test]
 fn without_site_hosts_the_page_host_is_the_site() {
     let c = Classifier::new(Catalogue::builtin().clone(), Vec::new());
-    let t = c.classify(&Hit { page_url: "https://shop.acme.io/cart", referrer: Some("https://www.shop.acme.io/"), user_agent: None });
+    let t = c.classify(&Hit {
+        page_url: "https://shop.acme.io/cart",
+        referrer: Some("https://www.shop.acme.io/"),
+        user_agent: None,
+    });
     assert!(t.is_internal, "{t:?}");
-    let t = c.classify(&Hit { page_url: "https://shop.acme.io/cart", referrer: Some("https://acme.io/"), user_agent: None });
+    let t = c.classify(&Hit {
+        page_url: "https://shop.acme.io/cart",
+        referrer: Some("https://acme.io/"),
+        user_agent: None,
+    });
     assert!(!t.is_internal, "the parent domain is another site: {t:?}");
-    let t = c.classify(&Hit { page_url: "/relative", referrer: Some("https://acme.io/"), user_agent: None });
+    let t = c.classify(&Hit {
+        page_url: "/relative",
+        referrer: Some("https://acme.io/"),
+        user_agent: None,
+    });
     assert_eq!((t.channel, t.is_internal), (Channel::Referral, false));
 }
 
@@ -481,10 +531,18 @@ fn campaign_fields_and_click_id_kind() {
         ("https://example.com/?fbclid=1&msclkid=2", "msclkid"),
         ("https://example.com/?utm_source=x&gclid=1", "gclid"),
     ] {
-        let t = c.classify(&Hit { page_url: url, referrer: None, user_agent: None });
+        let t = c.classify(&Hit {
+            page_url: url,
+            referrer: None,
+            user_agent: None,
+        });
         assert_eq!(t.click_id_kind.as_deref(), Some(kind), "{url}");
     }
-    let t = c.classify(&Hit { page_url: P, referrer: Some("https://t.co/x"), user_agent: None });
+    let t = c.classify(&Hit {
+        page_url: P,
+        referrer: Some("https://t.co/x"),
+        user_agent: None,
+    });
     assert_eq!((t.campaign, t.click_id_kind), (None, None));
 }
 
@@ -500,20 +558,42 @@ fn bots_and_referrer_spam_are_flagged_not_dropped() {
         "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
         "GPTBot/1.0 (+https://openai.com/gptbot)",
     ] {
-        let t = c.classify(&Hit { page_url: P, referrer: Some("https://www.google.com/"), user_agent: Some(ua) });
+        let t = c.classify(&Hit {
+            page_url: P,
+            referrer: Some("https://www.google.com/"),
+            user_agent: Some(ua),
+        });
         assert!(t.is_bot, "{ua}");
         assert_eq!(t.channel, Channel::OrganicSearch, "still classified: {ua}");
     }
-    for ua in [CHROME, SAFARI_IOS, IG, FB_IOS, LI, TT_ANDROID, PIN, TW, SNAP, THREADS, ""] {
-        let t = c.classify(&Hit { page_url: P, referrer: None, user_agent: Some(ua) });
+    for ua in [
+        CHROME, SAFARI_IOS, IG, FB_IOS, LI, TT_ANDROID, PIN, TW, SNAP, THREADS, "",
+    ] {
+        let t = c.classify(&Hit {
+            page_url: P,
+            referrer: None,
+            user_agent: Some(ua),
+        });
         assert!(!t.is_bot, "{ua}");
     }
-    for referrer in ["https://semalt.com/", "http://www.darodar.com/x", "https://sub.buttons-for-website.com"] {
-        let t = c.classify(&Hit { page_url: P, referrer: Some(referrer), user_agent: Some(CHROME) });
+    for referrer in [
+        "https://semalt.com/",
+        "http://www.darodar.com/x",
+        "https://sub.buttons-for-website.com",
+    ] {
+        let t = c.classify(&Hit {
+            page_url: P,
+            referrer: Some(referrer),
+            user_agent: Some(CHROME),
+        });
         assert!(t.is_spam_referrer, "{referrer}");
         assert_eq!(t.channel, Channel::Referral);
     }
-    let t = c.classify(&Hit { page_url: P, referrer: Some("https://www.google.com/"), user_agent: Some(CHROME) });
+    let t = c.classify(&Hit {
+        page_url: P,
+        referrer: Some("https://www.google.com/"),
+        user_agent: Some(CHROME),
+    });
     assert!(!t.is_spam_referrer);
 }
 
@@ -522,14 +602,18 @@ fn bots_and_referrer_spam_are_flagged_not_dropped() {
 #[test]
 fn every_catalogue_entry_classifies_as_its_source() {
     let c = classifier();
-    let file: toml::Value = toml::from_str(include_str!("../../../schemas/sources/catalogue.toml")).unwrap();
+    let file: toml::Value =
+        toml::from_str(include_str!("../../../schemas/sources/catalogue.toml")).unwrap();
     let sources = file["source"].as_array().unwrap();
     let mut checked = 0usize;
     let mut failures = Vec::new();
     for s in sources {
         let id = s["id"].as_str().unwrap();
         let kind = s["kind"].as_str().unwrap();
-        let social = s.get("social_network").and_then(|v| v.as_bool()).unwrap_or(matches!(kind, "social" | "video"));
+        let social = s
+            .get("social_network")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(matches!(kind, "social" | "video"));
         let (organic, paid, medium) = match kind {
             "social" => ("Organic Social", "Paid Social", "referral"),
             "video" => ("Organic Video", "Paid Video", "referral"),
@@ -541,10 +625,22 @@ fn every_catalogue_entry_classifies_as_its_source() {
         };
         let want_social = social.then(|| id.to_owned());
         let mut expect = |page: String, referrer: Option<String>, channel: &str, medium: &str| {
-            let t = c.classify(&Hit { page_url: &page, referrer: referrer.as_deref(), user_agent: Some(CHROME) });
+            let t = c.classify(&Hit {
+                page_url: &page,
+                referrer: referrer.as_deref(),
+                user_agent: Some(CHROME),
+            });
             checked += 1;
-            if (t.channel.as_str(), t.source.as_str(), t.medium.as_str(), &t.social_network) != (channel, id, medium, &want_social) {
-                failures.push(format!("{page} {referrer:?}: want {channel}/{id}/{medium}, got {t:?}"));
+            if (
+                t.channel.as_str(),
+                t.source.as_str(),
+                t.medium.as_str(),
+                &t.social_network,
+            ) != (channel, id, medium, &want_social)
+            {
+                failures.push(format!(
+                    "{page} {referrer:?}: want {channel}/{id}/{medium}, got {t:?}"
+                ));
             }
         };
         for host in s["hosts"].as_array().unwrap() {
@@ -553,19 +649,49 @@ fn every_catalogue_entry_classifies_as_its_source() {
                 Some(label) => format!("{label}.co.uk"),
                 None => host.to_owned(),
             };
-            expect(P.to_owned(), Some(format!("https://{host}/some/path?x=1")), organic, medium);
-            expect(P.to_owned(), Some(format!("https://www.{}/", host.to_uppercase())), organic, medium);
-            expect(format!("{P}?utm_source={host}&utm_medium=cpc"), None, paid, "cpc");
+            expect(
+                P.to_owned(),
+                Some(format!("https://{host}/some/path?x=1")),
+                organic,
+                medium,
+            );
+            expect(
+                P.to_owned(),
+                Some(format!("https://www.{}/", host.to_uppercase())),
+                organic,
+                medium,
+            );
+            expect(
+                format!("{P}?utm_source={host}&utm_medium=cpc"),
+                None,
+                paid,
+                "cpc",
+            );
         }
         for app in s["apps"].as_array().unwrap() {
-            expect(P.to_owned(), Some(format!("android-app://{}/", app.as_str().unwrap())), organic, medium);
+            expect(
+                P.to_owned(),
+                Some(format!("android-app://{}/", app.as_str().unwrap())),
+                organic,
+                medium,
+            );
         }
         for alias in s["aliases"].as_array().unwrap() {
             let alias = alias.as_str().unwrap().replace(' ', "%20");
-            expect(format!("{P}?utm_source={alias}&utm_medium=cpc"), None, paid, "cpc");
+            expect(
+                format!("{P}?utm_source={alias}&utm_medium=cpc"),
+                None,
+                paid,
+                "cpc",
+            );
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(checked >= 300, "{checked}");
 }
 
@@ -581,8 +707,16 @@ fn google_on_every_country_domain() {
     ];
     for tld in tlds {
         for host in [format!("www.google.{tld}"), format!("google.{tld}")] {
-            let t = c.classify(&Hit { page_url: P, referrer: Some(&format!("https://{host}/")), user_agent: Some(CHROME) });
-            assert_eq!((t.channel, t.source.as_str()), (Channel::OrganicSearch, "google"), "{host}");
+            let t = c.classify(&Hit {
+                page_url: P,
+                referrer: Some(&format!("https://{host}/")),
+                user_agent: Some(CHROME),
+            });
+            assert_eq!(
+                (t.channel, t.source.as_str()),
+                (Channel::OrganicSearch, "google"),
+                "{host}"
+            );
         }
     }
 }
@@ -596,18 +730,37 @@ fn huge_and_hostile_inputs_never_panic() {
     let big_host = format!("https://{}.google.com/", "a".repeat(10_000));
     let many_params = format!("https://example.com/?{}", "gclid=1&".repeat(1_300));
     let inputs = [
-        big.as_str(), big_url.as_str(), big_ref.as_str(), big_host.as_str(), many_params.as_str(),
-        "https://%00/", "http://a..b/", "http://.../", "android-app://%ff%fe/", "https://[:::]/",
-        "https://999.999.999.999/", "\u{feff}https://google.com", "https://xn--/", "https://-.-/",
+        big.as_str(),
+        big_url.as_str(),
+        big_ref.as_str(),
+        big_host.as_str(),
+        many_params.as_str(),
+        "https://%00/",
+        "http://a..b/",
+        "http://.../",
+        "android-app://%ff%fe/",
+        "https://[:::]/",
+        "https://999.999.999.999/",
+        "\u{feff}https://google.com",
+        "https://xn--/",
+        "https://-.-/",
     ];
     for page in inputs {
         for referrer in inputs {
             for ua in [big.as_str(), CHROME, "\u{0}"] {
-                let t = c.classify(&Hit { page_url: page, referrer: Some(referrer), user_agent: Some(ua) });
+                let t = c.classify(&Hit {
+                    page_url: page,
+                    referrer: Some(referrer),
+                    user_agent: Some(ua),
+                });
                 assert!(!t.source.is_empty());
             }
         }
     }
-    let t = c.classify(&Hit { page_url: &big_url, referrer: None, user_agent: None });
+    let t = c.classify(&Hit {
+        page_url: &big_url,
+        referrer: None,
+        user_agent: None,
+    });
     assert_eq!(t.source.len(), 10_240);
 }

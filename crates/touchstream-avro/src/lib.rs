@@ -48,18 +48,34 @@ impl WireType for DlqRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("payload of {len} bytes is too short for Avro single-object encoding (needs at least {HEADER_LEN})")]
+    #[error(
+        "payload of {len} bytes is too short for Avro single-object encoding (needs at least {HEADER_LEN})"
+    )]
     TooShort { len: usize },
-    #[error("payload is not Avro single-object encoded: starts with {found:02x?}, expected c3 01 (was it written by a touchstream producer?)")]
+    #[error(
+        "payload is not Avro single-object encoded: starts with {found:02x?}, expected c3 01 (was it written by a touchstream producer?)"
+    )]
     NotSingleObject { found: [u8; 2] },
-    #[error("payload was written with schema fingerprint {found}, but {expected_name} has fingerprint {expected}: an unknown or incompatible schema")]
-    UnknownSchema { found: String, expected: String, expected_name: &'static str },
+    #[error(
+        "payload was written with schema fingerprint {found}, but {expected_name} has fingerprint {expected}: an unknown or incompatible schema"
+    )]
+    UnknownSchema {
+        found: String,
+        expected: String,
+        expected_name: &'static str,
+    },
     #[error("corrupt {name} datum: {source}")]
-    Corrupt { name: &'static str, source: Box<apache_avro::Error> },
+    Corrupt {
+        name: &'static str,
+        source: Box<apache_avro::Error>,
+    },
     #[error("corrupt {name} datum: {extra} bytes left over after the record")]
     TrailingBytes { name: &'static str, extra: usize },
     #[error("cannot encode {name}: {source}")]
-    Encode { name: &'static str, source: Box<apache_avro::Error> },
+    Encode {
+        name: &'static str,
+        source: Box<apache_avro::Error>,
+    },
 }
 
 /// Appends the single-object encoding of `value` to `buf`.
@@ -69,7 +85,10 @@ pub fn encode_into<T: WireType>(value: &T, buf: &mut Vec<u8>) -> Result<(), Code
     buf.extend_from_slice(&info.header);
     apache_avro::write_avro_datum_ref(&info.schema, value, buf).map_err(|e| {
         buf.truncate(start);
-        CodecError::Encode { name: info.name, source: Box::new(e) }
+        CodecError::Encode {
+            name: info.name,
+            source: Box::new(e),
+        }
     })?;
     Ok(())
 }
@@ -84,10 +103,16 @@ pub fn decode<T: WireType>(bytes: &[u8]) -> Result<T, CodecError> {
     let info = T::schema();
     let body = check_header(bytes, info)?;
     let mut reader = body;
-    let corrupt = |e| CodecError::Corrupt { name: info.name, source: Box::new(e) };
+    let corrupt = |e| CodecError::Corrupt {
+        name: info.name,
+        source: Box::new(e),
+    };
     let value = apache_avro::from_avro_datum(&info.schema, &mut reader, None).map_err(corrupt)?;
     if !reader.is_empty() {
-        return Err(CodecError::TrailingBytes { name: info.name, extra: reader.len() });
+        return Err(CodecError::TrailingBytes {
+            name: info.name,
+            extra: reader.len(),
+        });
     }
     apache_avro::from_value::<T>(&value).map_err(corrupt)
 }
@@ -98,7 +123,9 @@ fn check_header<'a>(bytes: &'a [u8], info: &SchemaInfo) -> Result<&'a [u8], Code
     }
     let (header, body) = bytes.split_at(HEADER_LEN);
     if header[..2] != MAGIC {
-        return Err(CodecError::NotSingleObject { found: [header[0], header[1]] });
+        return Err(CodecError::NotSingleObject {
+            found: [header[0], header[1]],
+        });
     }
     if header[2..] != info.header[2..] {
         return Err(CodecError::UnknownSchema {

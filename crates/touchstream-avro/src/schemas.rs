@@ -27,20 +27,31 @@ pub struct SchemaInfo {
 static SCHEMAS: LazyLock<[SchemaInfo; 3]> = LazyLock::new(|| {
     // The files are part of the build; a broken one is caught by the tests below, not at run time.
     let parse = |name: &'static str, json: Value| {
-        let schema = Schema::parse(&json).unwrap_or_else(|e| panic!("schemas/avro: {name} is invalid: {e}"));
+        let schema =
+            Schema::parse(&json).unwrap_or_else(|e| panic!("schemas/avro: {name} is invalid: {e}"));
         let fp = schema.fingerprint::<Rabin>().bytes;
         let mut header = [0u8; 10];
         header[..2].copy_from_slice(&crate::MAGIC);
         header[2..].copy_from_slice(&fp[..8]);
-        SchemaInfo { name, schema, header }
+        SchemaInfo {
+            name,
+            schema,
+            header,
+        }
     };
-    let json = |text: &str| -> Value { serde_json::from_str(text).unwrap_or_else(|e| panic!("schemas/avro: {e}")) };
+    let json = |text: &str| -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("schemas/avro: {e}"))
+    };
     let raw = json(RAW);
     let mut attributed = json(ATTRIBUTED);
     // attributed_event.avsc names touchstream.RawEvent; the serde-direct writer cannot follow
     // named references, so the raw record's definition is put in place of the name.
     inline_named(&mut attributed, "touchstream.RawEvent", &raw);
-    [parse("RawEvent", raw), parse("AttributedEvent", attributed), parse("DlqRecord", json(DLQ))]
+    [
+        parse("RawEvent", raw),
+        parse("AttributedEvent", attributed),
+        parse("DlqRecord", json(DLQ)),
+    ]
 });
 
 pub(crate) fn schema_of(kind: Kind) -> &'static SchemaInfo {
@@ -58,7 +69,9 @@ fn inline_named(v: &mut Value, full_name: &str, definition: &Value) {
                 inline_named(child, full_name, definition);
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| inline_named(i, full_name, definition)),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| inline_named(i, full_name, definition)),
         _ => {}
     }
 }

@@ -40,7 +40,10 @@ fn purchase() -> RawEvent {
 fn attributed() -> AttributedEvent {
     AttributedEvent {
         event: purchase(),
-        touch: TouchFields { social_network: Some("facebook".into()), ..TouchFields::direct() },
+        touch: TouchFields {
+            social_network: Some("facebook".into()),
+            ..TouchFields::direct()
+        },
         opens_touch: false,
         session_id: "s-1".into(),
         identity_id: "user-9".into(),
@@ -70,9 +73,18 @@ fn round_trips_every_wire_type() {
     let raw = purchase();
     assert_eq!(decode::<RawEvent>(&encode(&raw).unwrap()).unwrap(), raw);
     let att = attributed();
-    assert_eq!(decode::<AttributedEvent>(&encode(&att).unwrap()).unwrap(), att);
-    let no_conversion = AttributedEvent { conversion: None, ..attributed() };
-    assert_eq!(decode::<AttributedEvent>(&encode(&no_conversion).unwrap()).unwrap(), no_conversion);
+    assert_eq!(
+        decode::<AttributedEvent>(&encode(&att).unwrap()).unwrap(),
+        att
+    );
+    let no_conversion = AttributedEvent {
+        conversion: None,
+        ..attributed()
+    };
+    assert_eq!(
+        decode::<AttributedEvent>(&encode(&no_conversion).unwrap()).unwrap(),
+        no_conversion
+    );
     let dlq = DlqRecord {
         stage: "producer".into(),
         reason: "event_type: missing".into(),
@@ -102,7 +114,10 @@ fn rejects_foreign_and_corrupt_payloads_with_a_reason() {
     // JSON is not Avro.
     let err = decode::<RawEvent>(br#"{"event_type":"click","anonymous_id":"a"}"#).unwrap_err();
     assert!(matches!(err, CodecError::NotSingleObject { .. }), "{err}");
-    assert!(matches!(decode::<RawEvent>(&[0xC3]).unwrap_err(), CodecError::TooShort { len: 1 }));
+    assert!(matches!(
+        decode::<RawEvent>(&[0xC3]).unwrap_err(),
+        CodecError::TooShort { len: 1 }
+    ));
     // Truncated datum (inside the last string: apache-avro reads a union cut off at its very
     // start as null, so a cut exactly between fields cannot be told from an older writer).
     let err = decode::<RawEvent>(&raw_bytes[..raw_bytes.len() - 2]).unwrap_err();
@@ -110,17 +125,27 @@ fn rejects_foreign_and_corrupt_payloads_with_a_reason() {
     // Extra bytes after the record.
     let mut longer = raw_bytes.clone();
     longer.extend_from_slice(b"junk");
-    assert!(matches!(decode::<RawEvent>(&longer).unwrap_err(), CodecError::TrailingBytes { extra: 4, .. }));
+    assert!(matches!(
+        decode::<RawEvent>(&longer).unwrap_err(),
+        CodecError::TrailingBytes { extra: 4, .. }
+    ));
 }
 
 #[test]
 fn the_attributed_schema_names_every_model_and_stage_like_the_rust_types() {
-    let json = serde_json::to_value(&attributed()).unwrap();
+    let json = serde_json::to_value(attributed()).unwrap();
     let schema = serde_json::to_string(avro_schema::<AttributedEvent>()).unwrap();
     for m in AttributionModel::ALL {
-        assert!(schema.contains(&format!("\"{}\"", m.as_str())), "{m:?} missing from the schema");
+        assert!(
+            schema.contains(&format!("\"{}\"", m.as_str())),
+            "{m:?} missing from the schema"
+        );
     }
-    for s in [LifecycleStage::Visitor, LifecycleStage::Customer, LifecycleStage::Client] {
+    for s in [
+        LifecycleStage::Visitor,
+        LifecycleStage::Customer,
+        LifecycleStage::Client,
+    ] {
         assert!(schema.contains(&format!("\"{}\"", s.as_str())));
     }
     assert_eq!(json["lifecycle_stage"], "client");

@@ -15,12 +15,18 @@ pub enum DlqError {
     #[error("cannot encode the DLQ record: {0}")]
     Encode(#[from] touchstream_avro::CodecError),
     #[error("cannot write to the DLQ topic {topic}: {source}")]
-    Send { topic: String, source: rdkafka::error::KafkaError },
+    Send {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 impl DlqWriter {
     pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
-        Self { producer, topic: topic.into() }
+        Self {
+            producer,
+            topic: topic.into(),
+        }
     }
 
     /// Sends and waits for the broker's acknowledgement.
@@ -34,6 +40,9 @@ impl DlqWriter {
             .send(r, Duration::from_secs(10))
             .await
             .map(|_| ())
-            .map_err(|(source, _)| DlqError::Send { topic: self.topic.clone(), source })
+            .map_err(|(source, _)| DlqError::Send {
+                topic: self.topic.clone(),
+                source,
+            })
     }
 }

@@ -10,7 +10,9 @@ pub struct LagContext {
 
 impl LagContext {
     pub fn new(binary: &str) -> Self {
-        Self { metric: format!("touchstream_{binary}_consumer_lag_records") }
+        Self {
+            metric: format!("touchstream_{binary}_consumer_lag_records"),
+        }
     }
 }
 

@@ -30,14 +30,20 @@ pub struct KafkaConfig {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        Self { brokers: "127.0.0.1:9092".into(), properties: BTreeMap::new() }
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            properties: BTreeMap::new(),
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
     #[error("cannot create the Kafka {what}: {source}")]
-    Create { what: &'static str, source: rdkafka::error::KafkaError },
+    Create {
+        what: &'static str,
+        source: rdkafka::error::KafkaError,
+    },
     #[error("cannot create topic {topic}: {reason}")]
     CreateTopic { topic: String, reason: String },
     #[error("Kafka admin request failed: {0}")]
@@ -47,7 +53,8 @@ pub enum KafkaError {
 impl KafkaConfig {
     fn base(&self, client_id: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers).set("client.id", client_id);
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id);
         c
     }
 
@@ -77,7 +84,8 @@ impl KafkaConfig {
     /// A transactional producer for consume-transform-produce (the enricher).
     pub fn transactional_producer(&self, client_id: &str, transactional_id: &str) -> ClientConfig {
         let mut c = self.producer(client_id);
-        c.set("transactional.id", transactional_id).set("transaction.timeout.ms", "60000");
+        c.set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", "60000");
         self.finish(c)
     }
 

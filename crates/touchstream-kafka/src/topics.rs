@@ -63,21 +63,42 @@ pub struct TopicSpec {
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        cfg.admin("touchstream-admin").create().map_err(|source| KafkaError::Create { what: "admin client", source })?;
+    let admin: AdminClient<DefaultClientContext> = cfg
+        .admin("touchstream-admin")
+        .create()
+        .map_err(|source| KafkaError::Create {
+            what: "admin client",
+            source,
+        })?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
-            let t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication));
-            if s.compacted { t.set("cleanup.policy", "compact") } else { t }
+            let t = NewTopic::new(
+                &s.name,
+                s.partitions,
+                TopicReplication::Fixed(s.replication),
+            );
+            if s.compacted {
+                t.set("cleanup.policy", "compact")
+            } else {
+                t
+            }
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let results = admin.create_topics(&new, &opts).await.map_err(KafkaError::Admin)?;
+    let results = admin
+        .create_topics(&new, &opts)
+        .await
+        .map_err(KafkaError::Admin)?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, reason: code.to_string() }),
+            Err((topic, code)) => {
+                return Err(KafkaError::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                });
+            }
         }
     }
     Ok(())

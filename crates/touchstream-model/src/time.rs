@@ -56,9 +56,15 @@ mod tests {
         let received = 1_000_000_000;
         let sent = received + HOUR_MS;
         let occurred = sent - 5_000;
-        assert_eq!(corrected_event_time(occurred, Some(sent), received), received - 5_000);
+        assert_eq!(
+            corrected_event_time(occurred, Some(sent), received),
+            received - 5_000
+        );
         assert_eq!(corrected_event_time(occurred, None, received), occurred);
         // occurred after sent (nonsense): no negative interval.
-        assert_eq!(corrected_event_time(sent + 10, Some(sent), received), received);
+        assert_eq!(
+            corrected_event_time(sent + 10, Some(sent), received),
+            received
+        );
     }
 }

@@ -34,12 +34,15 @@ where
     }
     let prefix = format!("TOUCHSTREAM_{}__", binary.to_ascii_uppercase());
     figment = figment.merge(Env::prefixed(&prefix).split("__"));
-    figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    figment
+        .extract()
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    // figment's test Jail returns its own large error type.
+    #![allow(clippy::unwrap_used, clippy::result_large_err)]
     use serde::Deserialize;
 
     use super::*;
@@ -56,7 +59,13 @@ mod tests {
     }
     impl Default for Cfg {
         fn default() -> Self {
-            Self { name: "default".into(), nested: Nested { url: "http://localhost".into(), retries: 3 } }
+            Self {
+                name: "default".into(),
+                nested: Nested {
+                    url: "http://localhost".into(),
+                    retries: 3,
+                },
+            }
         }
     }
 
@@ -65,11 +74,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ts-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "[cfgtest]\nname = \"from-file\"\n[cfgtest.nested]\nretries = 5\n[other]\nname = 1\n").unwrap();
+        std::fs::write(
+            &file,
+            "[cfgtest]\nname = \"from-file\"\n[cfgtest.nested]\nretries = 5\n[other]\nname = 1\n",
+        )
+        .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("TOUCHSTREAM_CFGTEST__NESTED__URL", "http://env:1");
             let c: Cfg = load_config("cfgtest", Some(&file)).unwrap();
-            assert_eq!(c, Cfg { name: "from-file".into(), nested: Nested { url: "http://env:1".into(), retries: 5 } });
+            assert_eq!(
+                c,
+                Cfg {
+                    name: "from-file".into(),
+                    nested: Nested {
+                        url: "http://env:1".into(),
+                        retries: 5
+                    }
+                }
+            );
             Ok(())
         });
         let err = load_config::<Cfg>("cfgtest", Some(&dir.join("missing.toml"))).unwrap_err();

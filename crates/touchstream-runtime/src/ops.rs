@@ -35,14 +35,17 @@ impl Default for OpsConfig {
 
 impl OpsConfig {
     pub fn on_port(port: u16) -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], port)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
     }
 }
 
 /// Latency buckets in seconds, from 100 µs to 30 s: Kafka acks, ClickHouse inserts and
 /// transaction commits all fall in this range.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
 ];
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
@@ -109,9 +112,15 @@ impl Health {
             Ok(c) => c,
             Err(_) => return Err(vec!["health state poisoned".into()]),
         };
-        let failing: Vec<String> =
-            checks.iter().filter_map(|(name, s)| s.as_ref().err().map(|why| format!("{name}: {why}"))).collect();
-        if failing.is_empty() { Ok(()) } else { Err(failing) }
+        let failing: Vec<String> = checks
+            .iter()
+            .filter_map(|(name, s)| s.as_ref().err().map(|why| format!("{name}: {why}")))
+            .collect();
+        if failing.is_empty() {
+            Ok(())
+        } else {
+            Err(failing)
+        }
     }
 }
 
@@ -123,7 +132,10 @@ struct OpsState {
 
 /// `/metrics`, `/healthz`, `/readyz`, to merge into a binary's own router or serve alone.
 pub fn router(health: Health) -> Router {
-    let state = OpsState { health, metrics: metrics_handle() };
+    let state = OpsState {
+        health,
+        metrics: metrics_handle(),
+    };
     Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -132,15 +144,21 @@ pub fn router(health: Health) -> Router {
 }
 
 async fn render_metrics(State(s): State<OpsState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(s): State<OpsState>) -> Response {
     match s.health.status() {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(failing) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{}\n", failing.join("\n"))).into_response()
-        }
+        Err(failing) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{}\n", failing.join("\n")),
+        )
+            .into_response(),
     }
 }
 
@@ -152,20 +170,31 @@ pub struct Served {
 }
 
 /// Serves [`router`] on `listen` until `shutdown` fires.
-pub async fn serve(listen: SocketAddr, health: Health, shutdown: Shutdown) -> anyhow::Result<Served> {
+pub async fn serve(
+    listen: SocketAddr,
+    health: Health,
+    shutdown: Shutdown,
+) -> anyhow::Result<Served> {
     serve_router(listen, router(health), shutdown).await
 }
 
 /// Binds `listen` and serves `app` in the background until `shutdown` fires.
-pub async fn serve_router(listen: SocketAddr, app: Router, shutdown: Shutdown) -> anyhow::Result<Served> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (is another instance running?)"))?;
+pub async fn serve_router(
+    listen: SocketAddr,
+    app: Router,
+    shutdown: Shutdown,
+) -> anyhow::Result<Served> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e} (is another instance running?)")
+    })?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "http server failed");
         }
