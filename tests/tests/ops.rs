@@ -16,7 +16,9 @@ fn promtool(args: &[&str], dir: &Path) {
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("promtool not found ({e}): run deploy/services.sh install-test-tools"));
+        .unwrap_or_else(|e| {
+            panic!("promtool not found ({e}): run deploy/services.sh install-test-tools")
+        });
     assert!(
         out.status.success(),
         "promtool {args:?} failed:\n{}{}",
@@ -30,17 +32,29 @@ fn promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass() {
     let dir = repo().join("deploy/prometheus");
     promtool(&["check", "config", "prometheus.yml"], &dir);
     promtool(&["check", "rules", "rules/touchstream.yml"], &dir);
-    promtool(&["test", "rules", "touchstream_test.yml"], &dir.join("rules"));
+    promtool(
+        &["test", "rules", "touchstream_test.yml"],
+        &dir.join("rules"),
+    );
 }
 
 /// `touchstream_…` names in a text, without the histogram suffixes.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (i, _) in text.match_indices("touchstream_") {
-        let name: String = text[i..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
-        let name = ["_bucket", "_count", "_sum"].iter().fold(name, |n, s| n.strip_suffix(s).map(str::to_string).unwrap_or(n));
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+            .collect();
+        let name = ["_bucket", "_count", "_sum"].iter().fold(name, |n, s| {
+            n.strip_suffix(s).map(str::to_string).unwrap_or(n)
+        });
         // Only metric names: binary + what + unit.
-        let prefixes = ["touchstream_producer_", "touchstream_enricher_", "touchstream_sink_"];
+        let prefixes = [
+            "touchstream_producer_",
+            "touchstream_enricher_",
+            "touchstream_sink_",
+        ];
         if !name.ends_with('_') && prefixes.iter().any(|p| name.starts_with(p)) {
             names.insert(name);
         }
@@ -74,13 +88,23 @@ fn emitted_by_code() -> BTreeSet<String> {
 fn every_metric_in_the_alert_rules_and_the_readme_is_emitted() {
     let code = emitted_by_code();
     assert!(code.len() > 20, "found only {code:?}");
-    let rules = std::fs::read_to_string(repo().join("deploy/prometheus/rules/touchstream.yml")).unwrap();
+    let rules =
+        std::fs::read_to_string(repo().join("deploy/prometheus/rules/touchstream.yml")).unwrap();
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let documented = metric_names(&readme);
-    for (what, names) in [("alert rules", &metric_names(&rules)), ("README", &documented)] {
+    for (what, names) in [
+        ("alert rules", &metric_names(&rules)),
+        ("README", &documented),
+    ] {
         let unknown: Vec<_> = names.difference(&code).collect();
-        assert!(unknown.is_empty(), "{what} name metrics no code emits: {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "{what} name metrics no code emits: {unknown:?}"
+        );
     }
     let undocumented: Vec<_> = code.difference(&documented).collect();
-    assert!(undocumented.is_empty(), "metrics missing from the README's table: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "metrics missing from the README's table: {undocumented:?}"
+    );
 }
