@@ -71,6 +71,14 @@ pub enum CodecError {
     },
     #[error("corrupt {name} datum: {extra} bytes left over after the record")]
     TrailingBytes { name: &'static str, extra: usize },
+    #[error(
+        "corrupt {name} datum: {found} bytes where the decoded record takes {expected} (truncated?)"
+    )]
+    Truncated {
+        name: &'static str,
+        found: usize,
+        expected: usize,
+    },
     #[error("cannot encode {name}: {source}")]
     Encode {
         name: &'static str,
@@ -114,7 +122,21 @@ pub fn decode<T: WireType>(bytes: &[u8]) -> Result<T, CodecError> {
             extra: reader.len(),
         });
     }
-    apache_avro::from_value::<T>(&value).map_err(corrupt)
+    let decoded = apache_avro::from_value::<T>(&value).map_err(corrupt)?;
+    // apache-avro reads a union whose bytes end early as null, so a truncated payload can
+    // decode "successfully" into a record with fields missing. Our encoding is canonical (maps
+    // are BTreeMaps), so a record re-encodes to exactly the bytes it came from; one that does
+    // not was cut or altered.
+    let mut again = Vec::with_capacity(body.len());
+    apache_avro::write_avro_datum_ref(&info.schema, &decoded, &mut again).map_err(corrupt)?;
+    if again != body {
+        return Err(CodecError::Truncated {
+            name: info.name,
+            found: body.len(),
+            expected: again.len(),
+        });
+    }
+    Ok(decoded)
 }
 
 fn check_header<'a>(bytes: &'a [u8], info: &SchemaInfo) -> Result<&'a [u8], CodecError> {
