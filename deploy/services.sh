@@ -5,7 +5,7 @@
 #   deploy/services.sh start [kafka|clickhouse|prometheus ...]   (default: kafka clickhouse)
 #   deploy/services.sh stop  [...]
 #   deploy/services.sh status
-#   deploy/services.sh install-test-tools    promtool, chdb (current ClickHouse, embedded), Chromium + playwright-core
+#   deploy/services.sh install-test-tools    Kafka jars, promtool, chdb (current ClickHouse, embedded), Chromium + playwright-core
 #   deploy/services.sh logs                  where each service writes its log
 #
 # Everything lives in a git-ignored state folder, $TOUCHSTREAM_SERVICES_DIR (default: .services/ in the
@@ -131,6 +131,8 @@ prometheus_start() {
 # ------------------------------------------------------------------------------------ test tools
 
 install_test_tools() {
+  # The Kafka jars also serve tests that run a private broker, and the benchmarks' baselines.
+  kafka_install
   command -v promtool >/dev/null || apt_install prometheus
   [ -x /usr/bin/chromium ] || apt_install chromium
   command -v npm >/dev/null || apt_install npm
