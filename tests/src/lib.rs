@@ -576,13 +576,24 @@ pub async fn produce_raw(topic: &str, events: &[touchstream_model::RawEvent]) ->
 /// Every committed record of `topic` (all partitions, read_committed, from the beginning up to
 /// the last stable offset), in per-partition order.
 pub async fn read_committed_all(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    read_to_end(topic, "read_committed").await
+}
+
+/// Every record of `topic`, those of open and aborted transactions included.
+pub async fn read_uncommitted_all(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    read_to_end(topic, "read_uncommitted").await
+}
+
+async fn read_to_end(topic: &str, isolation: &str) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::KafkaError;
     use rdkafka::{Message, Offset, TopicPartitionList};
     let topic = topic.to_string();
+    let isolation = isolation.to_string();
     tokio::task::spawn_blocking(move || {
         let mut cfg = kafka().consumer("touchstream-tests", &unique("reader-"));
-        cfg.set("enable.partition.eof", "true");
+        cfg.set("enable.partition.eof", "true")
+            .set("isolation.level", &isolation);
         let consumer: BaseConsumer = cfg.create().unwrap();
         let metadata = consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
@@ -635,4 +646,76 @@ pub fn decode_attributed(
         .iter()
         .map(|m| touchstream_avro::decode(m.payload().unwrap_or_default()).unwrap())
         .collect()
+}
+
+/// A TCP proxy on 127.0.0.1 that a test can cut and restore, to make a real server vanish for
+/// one client without stopping it for every other test.
+pub struct FlakyProxy {
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FlakyProxy {
+    pub async fn start(upstream: &'static str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(AtomicBool::new(true));
+        let gate = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !gate.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    // Copy until either side closes, or the proxy is cut.
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = async { while gate.load(Ordering::SeqCst) { tokio::time::sleep(Duration::from_millis(50)).await } } => {}
+                    }
+                });
+            }
+        });
+        Self { port, open, task }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Service {
+    /// SIGSTOP: the process hangs where it is (a GC pause, a stalled VM), holding whatever
+    /// transaction it had open, until [`Service::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Service::pause`]: the zombie wakes up and carries on.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {} failed", self.child.id());
+    }
 }
