@@ -110,7 +110,13 @@ async fn every_bad_request_gets_a_precise_answer_and_valid_events_still_go_throu
     assert_eq!(body["errors"][0]["field"], "anonymous_id");
 
     // (what, expected status, text the answer must contain, body, headers)
-    type Case<'a> = (&'a str, StatusCode, &'a str, Vec<u8>, Vec<(&'a str, &'a str)>);
+    type Case<'a> = (
+        &'a str,
+        StatusCode,
+        &'a str,
+        Vec<u8>,
+        Vec<(&'a str, &'a str)>,
+    );
     let cases: Vec<Case> = vec![
         ("unknown event type", StatusCode::BAD_REQUEST, "event_type", json!({"event_type": "like", "anonymous_id": "a", "page_url": "https://x.example/"}).to_string().into_bytes(), vec![]),
         ("a year in the future", StatusCode::BAD_REQUEST, "future", json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": "2099-01-01T00:00:00Z"}).to_string().into_bytes(), vec![]),

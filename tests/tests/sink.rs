@@ -9,16 +9,24 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use touchstream_model::{
-    AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage, RawEvent, TouchFields,
+    AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
+    RawEvent, TouchFields,
 };
-use touchstream_tests::{FlakyProxy, ScratchDatabase, Service, TestTopics, eventually, free_port, kafka, unique, wait_ready};
+use touchstream_tests::{
+    FlakyProxy, ScratchDatabase, Service, TestTopics, eventually, free_port, kafka, unique,
+    wait_ready,
+};
 
 fn attributed(i: usize) -> AttributedEvent {
     let purchase = i % 10 == 9;
     let t = touchstream_model::time::now_ms() - 3_600_000 + i as i64;
     let event = RawEvent {
         event_id: uuid::Uuid::new_v4().to_string(),
-        event_type: if purchase { EventType::Purchase } else { EventType::Click },
+        event_type: if purchase {
+            EventType::Purchase
+        } else {
+            EventType::Click
+        },
         anonymous_id: format!("s-{}", i / 10),
         user_id: None,
         occurred_at: t,
@@ -69,7 +77,11 @@ fn attributed(i: usize) -> AttributedEvent {
     AttributedEvent {
         session_id: format!("s-{}:0", i / 10),
         identity_id: format!("s-{}", i / 10),
-        lifecycle_stage: if purchase { LifecycleStage::Client } else { LifecycleStage::Visitor },
+        lifecycle_stage: if purchase {
+            LifecycleStage::Client
+        } else {
+            LifecycleStage::Visitor
+        },
         purchase_count: i32::from(purchase),
         opens_touch: !purchase,
         touch,
@@ -83,26 +95,48 @@ async fn produce(topic: &str, events: impl Iterator<Item = AttributedEvent>) {
     for e in events {
         let payload = touchstream_avro::encode(&e).unwrap();
         producer
-            .send(FutureRecord::to(topic).key(e.event.anonymous_id.as_bytes()).payload(&payload), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(topic)
+                    .key(e.event.anonymous_id.as_bytes())
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
     }
 }
 
-fn start_sink(topics: &TestTopics, db: &ScratchDatabase, clickhouse_port: u16, group: &str) -> (Service, String) {
+fn start_sink(
+    topics: &TestTopics,
+    db: &ScratchDatabase,
+    clickhouse_port: u16,
+    group: &str,
+) -> (Service, String) {
     let ops = free_port();
     let mut env = topics.env("sink");
     env.extend([
-        ("TOUCHSTREAM_SINK__CLICKHOUSE__DATABASE".into(), db.name.clone()),
-        ("TOUCHSTREAM_SINK__CLICKHOUSE__URL".into(), format!("http://127.0.0.1:{clickhouse_port}")),
+        (
+            "TOUCHSTREAM_SINK__CLICKHOUSE__DATABASE".into(),
+            db.name.clone(),
+        ),
+        (
+            "TOUCHSTREAM_SINK__CLICKHOUSE__URL".into(),
+            format!("http://127.0.0.1:{clickhouse_port}"),
+        ),
         ("TOUCHSTREAM_SINK__GROUP_ID".into(), group.to_string()),
-        ("TOUCHSTREAM_SINK__OPS__LISTEN".into(), format!("127.0.0.1:{ops}")),
+        (
+            "TOUCHSTREAM_SINK__OPS__LISTEN".into(),
+            format!("127.0.0.1:{ops}"),
+        ),
         ("TOUCHSTREAM_SINK__BATCH__MAX_WAIT_MS".into(), "200".into()),
         ("TOUCHSTREAM_SINK__BATCH__MAX_ROWS".into(), "100".into()),
         ("TOUCHSTREAM_SINK__RETRY__INITIAL_MS".into(), "100".into()),
         ("TOUCHSTREAM_SINK__RETRY__MAX_MS".into(), "1000".into()),
     ]);
-    (Service::spawn("sink", &[], &env), format!("http://127.0.0.1:{ops}"))
+    (
+        Service::spawn("sink", &[], &env),
+        format!("http://127.0.0.1:{ops}"),
+    )
 }
 
 async fn count(db: &ScratchDatabase, sql: &str) -> u64 {
@@ -110,7 +144,12 @@ async fn count(db: &ScratchDatabase, sql: &str) -> u64 {
 }
 
 async fn metric(ops: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{ops}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -140,7 +179,11 @@ async fn clickhouse_outage_pauses_and_resumes_and_a_full_replay_counts_each_even
     })
     .await;
     let ready = reqwest::get(format!("{ops}/readyz")).await.unwrap();
-    assert_eq!(ready.status(), 503, "not ready while ClickHouse is unreachable");
+    assert_eq!(
+        ready.status(),
+        503,
+        "not ready while ClickHouse is unreachable"
+    );
     assert!(ready.text().await.unwrap().contains("clickhouse"));
     assert_eq!(count(&db, "SELECT count() FROM events").await, 300);
 
@@ -150,22 +193,43 @@ async fn clickhouse_outage_pauses_and_resumes_and_a_full_replay_counts_each_even
         (count(&db, "SELECT count() FROM events FINAL").await == 600).then_some(())
     })
     .await;
-    assert_eq!(count(&db, "SELECT count() FROM conversion_credits FINAL").await, 60 * 6);
-    assert!(sink.terminate(), "sink did not drain and exit 0:\n{}", sink.log_text());
+    assert_eq!(
+        count(&db, "SELECT count() FROM conversion_credits FINAL").await,
+        60 * 6
+    );
+    assert!(
+        sink.terminate(),
+        "sink did not drain and exit 0:\n{}",
+        sink.log_text()
+    );
 
     // A replay of the whole topic (a new group) lands every row a second time…
     let (mut replay, ops) = start_sink(&topics, &db, 8123, &unique("sink-replay-"));
     wait_ready(&format!("{ops}/readyz"), &replay).await;
     eventually("the replayed rows", Duration::from_secs(60), || async {
-        (metric(&ops, "touchstream_sink_rows_inserted_total{table=\"events\"}").await >= 600.0).then_some(())
+        (metric(
+            &ops,
+            "touchstream_sink_rows_inserted_total{table=\"events\"}",
+        )
+        .await
+            >= 600.0)
+            .then_some(())
     })
     .await;
     // …and the deduplicated views of it still count each event and credit once.
     assert_eq!(count(&db, "SELECT count() FROM events FINAL").await, 600);
-    assert_eq!(count(&db, "SELECT uniqExact(event_id) FROM events").await, 600);
-    assert_eq!(count(&db, "SELECT count() FROM conversion_credits FINAL").await, 60 * 6);
+    assert_eq!(
+        count(&db, "SELECT uniqExact(event_id) FROM events").await,
+        600
+    );
+    assert_eq!(
+        count(&db, "SELECT count() FROM conversion_credits FINAL").await,
+        60 * 6
+    );
     let revenue = db
-        .query("SELECT sum(revenue_credit) FROM conversion_credits FINAL WHERE model = 'last_touch'")
+        .query(
+            "SELECT sum(revenue_credit) FROM conversion_credits FINAL WHERE model = 'last_touch'",
+        )
         .await;
     assert_eq!(revenue.trim(), "60000");
     assert!(replay.terminate());

@@ -3,9 +3,9 @@
 //! topic (no decode, no attribution, no transaction). That is the ceiling of any
 //! consume → produce stage on this machine; the enricher's goal is ≥ 0.5 × it.
 //!
-//! Both are timed the same way, by one `read_committed` reader on the output topic: from the
-//! first output record visible to the last, so start-up (group join, state restore) is left
-//! out of both.
+//! Both are timed the same way, by a `read_committed` reader that already tails the output
+//! topic when the stage starts: from the first output record visible to the last, so start-up
+//! (group join, state restore) is left out of both.
 //!
 //! `cargo bench -p enricher --bench throughput` (or `make bench`). Prints a table, writes
 //! `bench-results/enricher.json`. Needs the local broker (`deploy/services.sh start kafka`).
@@ -136,12 +136,14 @@ fn send(producer: &BaseProducer, topic: &str, key: &[u8], payload: &[u8]) {
     }
 }
 
-/// From the first to the `n`-th record visible `read_committed` on `topic`.
-fn time_output(kafka: &KafkaConfig, topic: &str, n: usize) -> Duration {
-    let consumer: BaseConsumer = kafka
-        .consumer("touchstream-bench-reader", &format!("{topic}-reader"))
-        .create()
-        .unwrap();
+/// Tails `topic` (`read_committed`) and times the first to the `n`-th record as they become
+/// visible. Returns once it has read to the (empty) end of every partition, so the stage
+/// under test is started only when the reader is already waiting for its output.
+fn tail_output(kafka: &KafkaConfig, topic: &str, n: usize) -> std::thread::JoinHandle<Duration> {
+    let mut cfg = kafka.consumer("touchstream-bench-reader", &format!("{topic}-reader"));
+    cfg.set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10");
+    let consumer: BaseConsumer = cfg.create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -149,23 +151,37 @@ fn time_output(kafka: &KafkaConfig, topic: &str, n: usize) -> Duration {
     }
     consumer.assign(&tpl).unwrap();
     let until = Instant::now() + DEADLINE;
-    let mut first = None;
-    let mut seen = 0;
-    while seen < n {
-        assert!(
-            Instant::now() < until,
-            "only {seen} of {n} records reached {topic} within {DEADLINE:?}"
-        );
+    let mut at_end = std::collections::HashSet::new();
+    while at_end.len() < PARTITIONS as usize {
+        assert!(Instant::now() < until, "{topic} is not readable");
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => {
-                first.get_or_insert_with(Instant::now);
-                seen += 1;
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
             }
-            Some(Err(e)) => eprintln!("reader: {e}"),
-            None => {}
+            Some(Ok(_)) => panic!("{topic} should be empty before the run"),
+            _ => {}
         }
     }
-    first.map(|f| f.elapsed()).unwrap_or_default()
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let mut first = None;
+        let mut seen = 0;
+        while seen < n {
+            assert!(
+                Instant::now() < until,
+                "only {seen} of {n} records reached {topic} within {DEADLINE:?}"
+            );
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(_)) => {
+                    first.get_or_insert_with(Instant::now);
+                    seen += 1;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => eprintln!("reader: {e}"),
+            }
+        }
+        first.map(|f| f.elapsed()).unwrap_or_default()
+    })
 }
 
 /// Consume `from`, produce the same key and bytes to `to`, until `n` records are copied.
@@ -246,10 +262,10 @@ async fn main() {
     }
 
     eprintln!("passthrough (consume → produce the same bytes) …");
+    let reader = tail_output(&kafka, &copy, n);
     let (k, raw, out) = (kafka.clone(), topics.raw.clone(), copy.clone());
     let copier = std::thread::spawn(move || passthrough(&k, &raw, &out, n));
-    let (k, out) = (kafka.clone(), copy.clone());
-    let passthrough_took = tokio::task::spawn_blocking(move || time_output(&k, &out, n))
+    let passthrough_took = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
     copier.join().unwrap();
@@ -266,10 +282,10 @@ async fn main() {
     };
     let (batch_max_records, batch_max_ms) = (config.batch_max_records, config.batch_max_ms);
     let shutdown = Shutdown::new();
+    let reader = tail_output(&kafka, &topics.attributed, n);
     let app = Application::build(config).await.unwrap();
     let running = tokio::spawn(app.run(shutdown.clone()));
-    let (k, out) = (kafka.clone(), topics.attributed.clone());
-    let enricher_took = tokio::task::spawn_blocking(move || time_output(&k, &out, n))
+    let enricher_took = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
     shutdown.cancel();

@@ -25,20 +25,25 @@ const UAS: &[&str] = &[
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 ];
 
-/// Referrers of referrer-only hits, roughly as a social-first business sees them.
-const REFERRERS: &[&str] = &[
+/// Cross-origin referrers as browsers send them by default (`strict-origin-when-cross-origin`:
+/// the origin only), weighted roughly as a social-first business sees them. Empty strings are
+/// hits without a referrer (typed URLs, in-app browsers, apps).
+const ORIGINS: &[&str] = &[
     "https://l.facebook.com/",
-    "https://lm.facebook.com/l.php?u=https%3A%2F%2Fshop.example.com%2F",
+    "https://lm.facebook.com/",
     "https://www.facebook.com/",
+    "https://m.facebook.com/",
     "https://l.instagram.com/",
-    "https://t.co/AbCdEf123",
+    "https://www.instagram.com/",
+    "https://t.co/",
     "https://www.linkedin.com/",
-    "https://lnkd.in/dXyZ12",
+    "https://lnkd.in/",
     "android-app://com.linkedin.android/",
     "https://www.youtube.com/",
-    "https://www.reddit.com/r/startups/comments/abc/",
+    "https://www.reddit.com/",
     "https://www.tiktok.com/",
     "https://www.pinterest.de/",
+    "https://www.google.com/",
     "https://www.google.com/",
     "https://www.google.de/",
     "https://www.google.co.uk/",
@@ -46,9 +51,7 @@ const REFERRERS: &[&str] = &[
     "https://duckduckgo.com/",
     "https://chatgpt.com/",
     "https://news.ycombinator.com/",
-    "https://blog.partner.org/best-tools-2025",
-    "https://www.nytimes.com/2025/01/01/technology/x.html",
-    "https://shop.example.com/cart",
+    "",
     "",
     "",
 ];
@@ -81,9 +84,13 @@ fn user_agent_pool() -> Vec<String> {
     pool
 }
 
-/// A deterministic mix: `utm_share` of the hits land on campaign URLs, the rest are
-/// referrer-only (page URL without a query).
-fn samples(n: usize, utm_share: f64) -> Vec<Sample> {
+/// A deterministic mix of hits. `utm_share` of them land on campaign URLs, the rest are
+/// referrer-only (page URL without a query). Of the referrers, 70 % are the common origins above,
+/// 15 % internal navigation (same-origin referrers keep their path), 10 % a long tail of other
+/// sites, 5 % full URLs with unique paths (sites that send `unsafe-url` referrers).
+/// With `unique`, every referrer and user agent is distinct: the worst case for the
+/// classifier's memos.
+fn samples(n: usize, utm_share: f64, unique: bool) -> Vec<Sample> {
     let uas = user_agent_pool();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
@@ -93,23 +100,34 @@ fn samples(n: usize, utm_share: f64) -> Vec<Sample> {
         x
     };
     (0..n)
-        .map(|_| {
-            let r = next();
-            let utm = (r % 1000) as f64 / 1000.0 < utm_share;
+        .map(|i| {
+            let utm = (next() % 1000) as f64 / 1000.0 < utm_share;
             let page_url = if utm {
                 UTM_PAGES[(next() % UTM_PAGES.len() as u64) as usize].to_owned()
             } else {
                 format!("https://shop.example.com/p/{}", next() % 500)
             };
-            let referrer = REFERRERS[(next() % REFERRERS.len() as u64) as usize];
+            let referrer = match next() % 100 {
+                _ if unique => format!("https://www.site{i}.example.org/article/{}", next()),
+                0..70 => ORIGINS[(next() % ORIGINS.len() as u64) as usize].to_owned(),
+                70..85 => format!("https://shop.example.com/p/{}", next() % 500),
+                85..95 => format!("https://blog{0}.partner{0}.org/", next() % 300),
+                _ => format!(
+                    "https://news.ycombinator.com/item?id={}",
+                    next() % 10_000_000
+                ),
+            };
+            // u³ skews the draw towards the start of the pool (the popular builds).
+            let user_agent = if unique {
+                format!("{} build/{i}", uas[i % uas.len()])
+            } else {
+                let u = (next() % 1_000_000) as f64 / 1_000_000.0;
+                uas[((u * u * u) * uas.len() as f64) as usize].clone()
+            };
             Sample {
                 page_url,
-                referrer: (!referrer.is_empty()).then(|| referrer.to_owned()),
-                // u³ skews the draw towards the start of the pool (the popular builds).
-                user_agent: {
-                    let u = (next() % 1_000_000) as f64 / 1_000_000.0;
-                    uas[((u * u * u) * uas.len() as f64) as usize].clone()
-                },
+                referrer: (!referrer.is_empty()).then_some(referrer),
+                user_agent,
             }
         })
         .collect()
@@ -220,11 +238,15 @@ fn workloads() -> Vec<Workload> {
     vec![
         Workload {
             name: "referrer_only",
-            hits: samples(16_384, 0.0),
+            hits: samples(16_384, 0.0, false),
         },
         Workload {
             name: "mix_80_20",
-            hits: samples(16_384, 0.2),
+            hits: samples(16_384, 0.2, false),
+        },
+        Workload {
+            name: "all_unique",
+            hits: samples(16_384, 0.0, true),
         },
     ]
 }
@@ -335,7 +357,9 @@ fn main() {
     let naive = Naive::new();
     // `cargo bench` passes --bench; `cargo test --benches` does not: then run everything once,
     // quickly, as a smoke test.
-    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().collect();
+    let benchmarking = args.iter().any(|a| a == "--bench");
+    let profiling = args.iter().any(|a| a == "--profile-time");
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
@@ -343,5 +367,7 @@ fn main() {
         .configure_from_args();
     criterion_groups(&mut criterion, &classifier, &naive);
     criterion.final_summary();
-    side_by_side(&classifier, &naive, !benchmarking);
+    if !profiling {
+        side_by_side(&classifier, &naive, !benchmarking);
+    }
 }

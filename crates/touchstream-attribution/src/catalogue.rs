@@ -80,6 +80,9 @@ pub struct Catalogue {
     aliases: FastMap<SourceIdx>,
     ga4: FastMap<SourceCategory>,
     in_app: Vec<(Box<str>, SourceIdx)>,
+    /// For each byte, the indices into `in_app` of the markers starting with it, so one pass
+    /// over the user agent finds every marker.
+    in_app_by_first_byte: Vec<Vec<u16>>,
 }
 
 impl Catalogue {
@@ -191,11 +194,22 @@ impl Catalogue {
         self.ga4.get(source).copied()
     }
 
+    /// The first marker in file order that occurs in the user agent.
     pub(crate) fn in_app_browser(&self, user_agent: &str) -> Option<SourceIdx> {
-        self.in_app
-            .iter()
-            .find(|(marker, _)| user_agent.contains(&**marker))
-            .map(|(_, idx)| *idx)
+        let ua = user_agent.as_bytes();
+        let mut best: Option<u16> = None;
+        for (at, &byte) in ua.iter().enumerate() {
+            for &m in &self.in_app_by_first_byte[usize::from(byte)] {
+                if best.is_some_and(|b| b <= m) {
+                    continue;
+                }
+                let marker = self.in_app[usize::from(m)].0.as_bytes();
+                if ua[at..].starts_with(marker) {
+                    best = Some(m);
+                }
+            }
+        }
+        best.map(|m| self.in_app[usize::from(m)].1)
     }
 }
 
@@ -275,6 +289,7 @@ impl<'o> Builder<'o> {
                 aliases: FastMap::default(),
                 ga4: FastMap::default(),
                 in_app: Vec::new(),
+                in_app_by_first_byte: vec![Vec::new(); 256],
             },
         }
     }
@@ -330,6 +345,11 @@ impl<'o> Builder<'o> {
                     spec.marker, spec.source
                 )));
             };
+            let position = u16::try_from(self.catalogue.in_app.len())
+                .map_err(|_| self.invalid("too many in_app_browser markers".to_owned()))?;
+            if let Some(first) = spec.marker.bytes().next() {
+                self.catalogue.in_app_by_first_byte[usize::from(first)].push(position);
+            }
             self.catalogue.in_app.push((spec.marker.into(), idx));
         }
         let lists = [
@@ -617,6 +637,36 @@ mod tests {
             Some("bbc.co.uk")
         );
         assert!(c.lookup_host("x.semalt.com").spam);
+    }
+
+    #[test]
+    fn the_repository_file_loads_by_path_too() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/sources/catalogue.toml");
+        let c = Catalogue::from_path(&path).unwrap();
+        assert_eq!(c.len(), Catalogue::builtin().len());
+        assert!(!c.is_empty());
+    }
+
+    #[test]
+    fn in_app_markers_follow_file_order_not_position() {
+        let c = Catalogue::builtin();
+        let id = |ua: &str| c.in_app_browser(ua).map(|i| c.source(i).id.to_string());
+        assert_eq!(
+            id("[FBAN/FBIOS;FBAV/1] Instagram 300.0").as_deref(),
+            Some("instagram")
+        );
+        assert_eq!(
+            id("Instagram 300 Barcelona 289.0").as_deref(),
+            Some("threads")
+        );
+        assert_eq!(
+            id("Mozilla/5.0 [FB_IAB/FB4A;FBAV/442.0]").as_deref(),
+            Some("facebook")
+        );
+        assert_eq!(id("Mozilla/5.0 Safari/604.1"), None);
+        assert_eq!(id(""), None);
+        assert_eq!(id("FBA"), None);
     }
 
     #[test]

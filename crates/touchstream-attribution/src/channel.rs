@@ -159,7 +159,7 @@ pub(crate) fn ga4_channel(
     if source == "(direct)" && (medium == "(none)" || medium == "(not set)") {
         return Channel::Direct;
     }
-    if campaign.contains("cross-network") {
+    if has(campaign, "cross-network") {
         return Channel::CrossNetwork;
     }
     let paid = is_paid_medium(medium);
@@ -198,7 +198,7 @@ pub(crate) fn ga4_channel(
     {
         return Channel::OrganicSocial;
     }
-    if category == Some(C::Video) || medium.contains("video") {
+    if category == Some(C::Video) || has(medium, "video") {
         return Channel::OrganicVideo;
     }
     if category == Some(C::Search) || medium == "organic" {
@@ -221,8 +221,8 @@ pub(crate) fn ga4_channel(
         return Channel::Sms;
     }
     if medium.ends_with("push")
-        || medium.contains("mobile")
-        || medium.contains("notification")
+        || has(medium, "mobile")
+        || has(medium, "notification")
         || source == "firebase"
     {
         return Channel::MobilePushNotifications;
@@ -232,25 +232,30 @@ pub(crate) fn ga4_channel(
 
 /// GA4: medium matches `^(.*cp.*|ppc|retargeting|paid.*)$`.
 fn is_paid_medium(medium: &str) -> bool {
-    medium.contains("cp")
-        || medium == "ppc"
-        || medium == "retargeting"
-        || medium.starts_with("paid")
+    has(medium, "cp") || medium == "ppc" || medium == "retargeting" || medium.starts_with("paid")
 }
 
 /// GA4: campaign matches `^(.*(([^a-df-z]|^)shop|shopping).*)$`, i.e. "shop" at the start or
 /// after anything but a letter other than "e" (so "eshop" counts, "workshop" does not).
 fn is_shopping_campaign(campaign: &str) -> bool {
-    if campaign.contains("shopping") {
+    if has(campaign, "shopping") {
         return true;
     }
     let bytes = campaign.as_bytes();
-    campaign.match_indices("shop").any(|(i, _)| {
-        i == 0 || {
-            let prev = bytes[i - 1];
-            !(prev.is_ascii_lowercase() && prev != b'e')
-        }
+    bytes.windows(4).enumerate().any(|(i, w)| {
+        w == b"shop"
+            && (i == 0 || {
+                let prev = bytes[i - 1];
+                !(prev.is_ascii_lowercase() && prev != b'e')
+            })
     })
+}
+
+/// Substring test for the short strings these rules look at: `str::contains` sets up a
+/// two-way searcher per call, which costs more than scanning a ten-byte medium.
+fn has(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    h.len() >= n.len() && h.windows(n.len()).any(|w| w == n)
 }
 
 fn is_email(s: &str) -> bool {

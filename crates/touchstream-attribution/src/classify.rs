@@ -129,8 +129,7 @@ impl Classifier {
             .user_agent
             .is_some_and(|ua| !ua.is_empty() && is_bot(ua));
         let page = self.page_params(hit.page_url);
-        let referrer_url = hit.referrer.and_then(parse_referrer_url);
-        let referrer = referrer_url.as_ref().and_then(referrer_of);
+        let referrer = hit.referrer.and_then(referrer);
 
         let mut is_spam_referrer = false;
         let mut referred: Option<Referred<'_>> = None;
@@ -138,7 +137,7 @@ impl Classifier {
         if let Some(r) = &referrer {
             match r {
                 Referrer::Host(host) => {
-                    let host = *host;
+                    let host = &**host;
                     let m = self.catalogue.lookup_host(host);
                     is_spam_referrer = m.spam;
                     if self.is_site_host(host, page.host.as_deref()) {
@@ -493,58 +492,58 @@ fn parse_page_url(page_url: &str) -> Option<Url> {
 }
 
 /// A referrer reduced to what classification needs.
-enum Referrer<'a> {
+#[derive(Clone, Debug)]
+enum Referrer {
     /// A lowercase domain name without a trailing dot.
-    Host(&'a str),
+    Host(Box<str>),
     /// An `android-app://` / `ios-app://` app id, lowercase.
-    App(Cow<'a, str>),
-    Ip(String),
+    App(Box<str>),
+    Ip(Box<str>),
 }
 
-/// Referrers that mean "no referrer" give `None`: empty, whitespace, `null`, `about:blank` and
-/// strings that are not URLs.
-fn parse_referrer_url(raw: &str) -> Option<Url> {
+/// [`parse_referrer`], memoised per thread. Browsers send cross-origin referrers as bare origins
+/// by default (`strict-origin-when-cross-origin`), so the same few hundred strings
+/// ("https://l.facebook.com/", "https://www.google.com/" …) make up most traffic, and parsing
+/// them is the bulk of the work of classifying a referrer-only hit.
+fn referrer(raw: &str) -> Option<Referrer> {
+    thread_local! {
+        static MEMO: RefCell<StrMemo<Option<Referrer>>> = RefCell::new(StrMemo::new(1024));
+    }
+    memoised(&MEMO, raw, 256, parse_referrer)
+}
+
+/// Referrers that mean "no referrer" give `None`: empty, whitespace, `null`, `about:blank`,
+/// strings that are not URLs, and schemes that name no source (file:, chrome-extension:,
+/// data: ...).
+fn parse_referrer(raw: &str) -> Option<Referrer> {
     let raw = raw.trim();
     if raw.is_empty() || raw.eq_ignore_ascii_case("null") || raw.eq_ignore_ascii_case("about:blank")
     {
         return None;
     }
-    match Url::parse(raw) {
-        Ok(url) => Some(url),
+    let url = match Url::parse(raw) {
+        Ok(url) => url,
         // Some apps send a bare host ("www.facebook.com/"): read it as an https URL.
         Err(url::ParseError::RelativeUrlWithoutBase)
             if raw.contains('.') && !raw.contains(char::is_whitespace) =>
         {
-            Url::parse(&format!("https://{raw}")).ok()
+            Url::parse(&format!("https://{raw}")).ok()?
         }
-        Err(_) => None,
-    }
-}
-
-/// Schemes that name no source (file:, chrome-extension:, data: ...) count as no referrer.
-fn referrer_of(url: &Url) -> Option<Referrer<'_>> {
+        Err(_) => return None,
+    };
     match url.scheme() {
         "http" | "https" => match url.host()? {
             // `url` has already lowercased and IDNA-encoded the name.
             Host::Domain(d) => {
                 let d = d.trim_end_matches('.');
-                (!d.is_empty()).then_some(Referrer::Host(d))
+                (!d.is_empty()).then(|| Referrer::Host(d.into()))
             }
-            Host::Ipv4(ip) => Some(Referrer::Ip(ip.to_string())),
-            Host::Ipv6(ip) => Some(Referrer::Ip(ip.to_string())),
+            Host::Ipv4(ip) => Some(Referrer::Ip(ip.to_string().into())),
+            Host::Ipv6(ip) => Some(Referrer::Ip(ip.to_string().into())),
         },
         "android-app" | "ios-app" => {
             let app = url.host_str()?;
-            if app.is_empty() {
-                return None;
-            }
-            Some(Referrer::App(
-                if app.bytes().any(|b| b.is_ascii_uppercase()) {
-                    Cow::Owned(app.to_ascii_lowercase())
-                } else {
-                    Cow::Borrowed(app)
-                },
-            ))
+            (!app.is_empty()).then(|| Referrer::App(app.to_ascii_lowercase().into()))
         }
         _ => None,
     }
@@ -592,34 +591,55 @@ fn bots() -> &'static isbot::Bots {
 
 /// isbot lowercases the user agent (an allocation) and runs one large regex over it: that is
 /// most of the cost of classifying a hit. Real traffic repeats a small set of user agents, so a
-/// small per-thread memo of recent answers (direct-mapped, exact-match on the whole string)
-/// removes almost all of it without changing any answer.
+/// per-thread memo of recent answers removes almost all of it without changing any answer.
 fn is_bot(user_agent: &str) -> bool {
-    const SLOTS: usize = 512;
-    /// Longer strings are rare and not worth keeping.
-    const MAX_MEMO_LEN: usize = 1024;
-    type Memo = Vec<Option<(Box<str>, bool)>>;
     thread_local! {
-        static MEMO: RefCell<Memo> = RefCell::new(vec![None; SLOTS]);
+        static MEMO: RefCell<StrMemo<bool>> = RefCell::new(StrMemo::new(512));
     }
-    if user_agent.len() > MAX_MEMO_LEN {
-        return bots().is_bot(user_agent);
-    }
-    let slot = (fx_hash(user_agent.as_bytes()) % SLOTS as u64) as usize;
-    MEMO.with(|memo| {
-        let Ok(mut memo) = memo.try_borrow_mut() else {
-            return bots().is_bot(user_agent);
-        };
-        let Some(entry) = memo.get_mut(slot) else {
-            return bots().is_bot(user_agent);
-        };
-        if let Some((ua, bot)) = entry
-            && **ua == *user_agent
-        {
-            return *bot;
+    memoised(&MEMO, user_agent, 1024, |ua| bots().is_bot(ua))
+}
+
+/// A small direct-mapped memo of a pure function of a string: a slot holds the last key that
+/// hashed to it and its value. Keys are compared in full, so an answer is never wrong, only
+/// sometimes recomputed.
+struct StrMemo<V> {
+    slots: Vec<Option<(Box<str>, V)>>,
+}
+
+impl<V: Clone> StrMemo<V> {
+    fn new(slots: usize) -> Self {
+        StrMemo {
+            slots: vec![None; slots.max(1)],
         }
-        let bot = bots().is_bot(user_agent);
-        *entry = Some((user_agent.into(), bot));
-        bot
+    }
+
+    fn get_or_insert_with(&mut self, key: &str, compute: impl FnOnce(&str) -> V) -> V {
+        let slot = (fx_hash(key.as_bytes()) % self.slots.len() as u64) as usize;
+        match self.slots.get_mut(slot) {
+            Some(Some((k, v))) if **k == *key => v.clone(),
+            Some(entry) => {
+                let v = compute(key);
+                *entry = Some((key.into(), v.clone()));
+                v
+            }
+            None => compute(key),
+        }
+    }
+}
+
+/// Looks `key` up in a thread's memo; keys longer than `max_len` are rare, so not kept.
+fn memoised<V: Clone + 'static>(
+    memo: &'static std::thread::LocalKey<RefCell<StrMemo<V>>>,
+    key: &str,
+    max_len: usize,
+    compute: impl FnOnce(&str) -> V,
+) -> V {
+    if key.len() > max_len {
+        return compute(key);
+    }
+    // The memo is never borrowed twice on one thread; if it were, computing is still right.
+    memo.with(|m| match m.try_borrow_mut() {
+        Ok(mut m) => m.get_or_insert_with(key, compute),
+        Err(_) => compute(key),
     })
 }
