@@ -69,20 +69,21 @@ for _ in $(seq 1 300); do
 done
 echo "ClickHouse: $n events"
 
-say "visitors, micro- and macro-conversions per social network (first touch)"
-ch "SELECT ifNull(social_network, concat('(not social: ', channel, ')')) AS network,
-           uniqExact(anonymous_id) AS visitors,
-           countIf(event_type IN ('signup', 'download')) AS micro_conversions,
-           countIf(event_type = 'purchase') AS purchases
-    FROM events FINAL
-    GROUP BY network ORDER BY visitors DESC FORMAT PrettyCompactMonoBlock"
+say "visitors, customers and clients per first-touch network: touchstream report lifecycle"
+"$BIN/touchstream" report lifecycle --database "$DB"
+
+say "followers are not customers: micro- vs macro-conversions per social network"
+"$BIN/touchstream" report social-micro-macro --database "$DB"
 
 say "source of sale (last_non_direct): touchstream report source-of-sale"
 "$BIN/touchstream" report source-of-sale --database "$DB" --model last_non_direct
 
-say "the same purchases under every model (revenue credited to each social network, EUR)"
+say "the same purchases under every model (revenue credited to each network, EUR)"
 ch "SELECT ifNull(social_network, '(not social)') AS network, model, round(sum(revenue_credit) / 100, 2) AS revenue_eur
     FROM conversion_credits FINAL WHERE conversion_type = 'purchase'
     GROUP BY network, model ORDER BY network, model FORMAT PrettyCompactMonoBlock" | head -60
 
-say "done; stopping the pipeline"
+say "touches and days to conversion: touchstream report path-length"
+"$BIN/touchstream" report path-length --database "$DB" --model linear
+
+say "done; stopping the pipeline (more: touchstream report, with --help)"
