@@ -29,7 +29,21 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let outcome = run(Cli::parse()).await;
+    // `touchstream report … | head` closes the pipe early: that is not an error.
+    match outcome {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Classify(args) => {
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
