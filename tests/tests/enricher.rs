@@ -89,49 +89,63 @@ async fn wait_attributed(
     }
 }
 
-/// Sum of the high watermarks of `topic` (records, aborted ones and transaction markers
-/// included): cheap enough to poll every few milliseconds while an enricher is busy.
+/// Offsets of `topic` cheap enough to poll every few milliseconds while an enricher is busy:
+/// high watermarks (records of open and aborted transactions and transaction markers
+/// included) and last stable offsets (the end of what read_committed readers see).
 struct Watermarks {
-    consumer: BaseConsumer,
+    /// read_uncommitted: its `latest` offset is the high watermark.
+    high: BaseConsumer,
+    /// read_committed: its `latest` offset is the last stable offset.
+    stable: BaseConsumer,
     topic: String,
     partitions: i32,
 }
 
 impl Watermarks {
     fn new(topic: &str, partitions: i32) -> Self {
-        let consumer: BaseConsumer = kafka()
-            .consumer("touchstream-tests", &unique("watermarks-"))
-            .create()
-            .unwrap();
+        let mut cfg = kafka().consumer("touchstream-tests", &unique("watermarks-"));
+        let stable: BaseConsumer = cfg.create().unwrap();
+        cfg.set("isolation.level", "read_uncommitted");
+        let high: BaseConsumer = cfg.create().unwrap();
         Self {
-            consumer,
+            high,
+            stable,
             topic: topic.to_string(),
             partitions,
         }
     }
 
+    fn latest(&self, consumer: &BaseConsumer, partition: i32) -> i64 {
+        consumer
+            .fetch_watermarks(&self.topic, partition, Duration::from_secs(5))
+            .unwrap()
+            .1
+    }
+
+    /// Sum of the high watermarks.
     fn total(&self) -> i64 {
         (0..self.partitions)
-            .map(|p| {
-                self.consumer
-                    .fetch_watermarks(&self.topic, p, Duration::from_secs(5))
-                    .unwrap()
-                    .1
-            })
+            .map(|p| self.latest(&self.high, p))
             .sum()
     }
 
-    /// Returns once the topic has grown past `at_least` (polled every few ms, bounded).
-    fn wait_past(&self, at_least: i64, service: &Service) {
+    /// Whether records of a transaction not yet committed sit on some partition.
+    fn open_transaction(&self) -> bool {
+        (0..self.partitions).any(|p| self.latest(&self.stable, p) < self.latest(&self.high, p))
+    }
+
+    /// Returns once the topic has grown past `at_least` and, if `inside` is set, a transaction
+    /// has records on the broker but no commit yet (polled every few ms, bounded).
+    fn wait_past(&self, at_least: i64, inside: bool, service: &Service) {
         let until = Instant::now() + Duration::from_secs(90);
-        while self.total() <= at_least {
+        while self.total() <= at_least || (inside && !self.open_transaction()) {
             assert!(
                 Instant::now() < until,
-                "{} did not grow past {at_least} records; enricher log:\n{}",
+                "{} did not grow past {at_least} records (inside a transaction: {inside}); enricher log:\n{}",
                 self.topic,
                 service.log_text()
             );
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
@@ -636,12 +650,13 @@ fn assert_exactly_once_with_state(
     );
 }
 
-/// SIGKILL three times while the enricher is busy (small transactions, so most kills land inside
-/// one), SIGTERM once, restart with the same transactional id and group each time: every raw
+/// SIGKILL three times while the enricher is busy (at least twice verifiably inside a
+/// transaction whose records are already on the broker), SIGTERM once (clean exit 0 after the
+/// current transaction), restart with the same transactional id and group each time: every raw
 /// event is attributed exactly once, and visitor state (sessions, stitching, lifecycle, touch
 /// history) is what one uninterrupted run gives.
 #[tokio::test(flavor = "multi_thread")]
-async fn crashes_inside_and_between_transactions_lose_and_duplicate_nothing() {
+async fn sigkill_inside_transactions_and_sigterm_lose_and_duplicate_nothing() {
     let topics = TestTopics::create(2).await;
     let prefix = unique("crash-");
     let events = stream(&prefix, 50, 40, now_ms() - 10 * DAY_MS);
@@ -655,11 +670,16 @@ async fn crashes_inside_and_between_transactions_lose_and_duplicate_nothing() {
     // a kill means the kill landed inside an open transaction.
     let mut uncommitted = 0;
     let mut killed_inside = 0;
-    for (round, grow_by) in [200, 400, 400].into_iter().enumerate() {
+    // The first two kills wait for a transaction with records on the broker; the third
+    // lands wherever the loop happens to be.
+    for (round, (grow_by, inside)) in [(200, true), (400, true), (400, false)]
+        .into_iter()
+        .enumerate()
+    {
         let mut enricher = start_enricher(&topics, &group, &tx, 50).await;
         grown = grown.max(watermarks.total()) + grow_by;
         let w = &watermarks;
-        tokio::task::block_in_place(|| w.wait_past(grown, &enricher));
+        tokio::task::block_in_place(|| w.wait_past(grown, inside, &enricher));
         enricher.kill();
         let all = read_uncommitted_all(&topics.topics.attributed).await.len();
         let committed = read_committed_all(&topics.topics.attributed).await.len();
@@ -673,14 +693,14 @@ async fn crashes_inside_and_between_transactions_lose_and_duplicate_nothing() {
         uncommitted = all - committed;
     }
     assert!(
-        killed_inside > 0,
-        "no SIGKILL landed inside a transaction: the test proved less than it claims"
+        killed_inside >= 2,
+        "only {killed_inside} SIGKILLs landed inside a transaction: the test proved less than it claims"
     );
     // A graceful stop drains: exit 0.
     let mut enricher = start_enricher(&topics, &group, &tx, 50).await;
     grown = watermarks.total() + 200;
     let w = &watermarks;
-    tokio::task::block_in_place(|| w.wait_past(grown, &enricher));
+    tokio::task::block_in_place(|| w.wait_past(grown, false, &enricher));
     assert!(
         enricher.terminate(),
         "SIGTERM must end in a clean exit; log:\n{}",
@@ -832,20 +852,19 @@ async fn rebalance_hands_visitor_state_over_through_the_changelog() {
 async fn frozen_instance_that_wakes_up_cannot_break_state_or_output() {
     let topics = TestTopics::create(2).await;
     let prefix = unique("zombie-");
-    let events = stream(&prefix, 50, 60, now_ms() - 10 * DAY_MS);
-    produce_raw(&topics.topics.raw, &events).await;
-    let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    // Per-visitor order is the stream's order, so consecutive chunks keep it.
+    let events = stream(&prefix, 100, 40, now_ms() - 10 * DAY_MS);
     let group = unique("enricher-");
     let watermarks = Watermarks::new(&topics.topics.attributed, 2);
-    let mut finished = Vec::new();
-    let mut grown = 0;
-    for round in 0..3 {
+    for (round, chunk) in events.chunks(2000).enumerate() {
+        produce_raw(&topics.topics.raw, chunk).await;
+        let chunk_ids: Vec<String> = chunk.iter().map(|e| e.event_id.clone()).collect();
         let mut a = start_enricher(&topics, &group, &unique("tx-a-"), 50).await;
-        grown = grown.max(watermarks.total()) + 300;
+        let past = watermarks.total() + 300;
         let w = &watermarks;
-        tokio::task::block_in_place(|| w.wait_past(grown, &a));
+        tokio::task::block_in_place(|| w.wait_past(past, false, &a));
         a.pause();
-        let b = start_enricher(&topics, &group, &unique("tx-b-"), 50).await;
+        let mut b = start_enricher(&topics, &group, &unique("tx-b-"), 50).await;
         // B owns A's partitions once A's session (10 s) expired and B restored them.
         let until = Instant::now() + Duration::from_secs(60);
         while !b.log_text().contains("state restored") {
@@ -858,31 +877,136 @@ async fn frozen_instance_that_wakes_up_cannot_break_state_or_output() {
         }
         a.resume();
         eprintln!("zombie round {round}: A woke up after B restored");
-        // Let both run a while, then stop A; B goes on alone into the next round.
-        grown = watermarks.total() + 200;
-        let w = &watermarks;
-        tokio::task::block_in_place(|| w.wait_past(grown, &b));
+        wait_attributed(
+            &topics.topics.attributed,
+            &chunk_ids,
+            Duration::from_secs(180),
+            &[&a, &b],
+        )
+        .await;
         assert!(a.terminate(), "A must exit cleanly; log:\n{}", a.log_text());
-        finished.push(a);
-        finished.push(b);
-        if attributed_by_id(&topics.topics.attributed).await.len() >= ids.len() {
-            break;
-        }
+        assert!(b.terminate(), "B must exit cleanly; log:\n{}", b.log_text());
     }
-    let mut last = start_enricher(&topics, &group, &unique("tx-c-"), 500).await;
-    for s in &mut finished {
-        s.terminate();
-    }
-    let by_id = wait_attributed(
+    assert_exactly_once_with_state(&events, &attributed_by_id(&topics.topics.attributed).await);
+}
+
+/// The zombie race made deterministic: the "previous owner" is this test, holding a transaction
+/// open that rewrites a visitor's state in the changelog and carries the group's offsets, while
+/// the next enricher takes the partition over. The zombie commits only after the enricher could
+/// have restored; the enricher must end up with the zombie's state, not the one before it
+/// (its input offsets come after the zombie's batch either way).
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_waits_for_a_previous_owners_open_transaction() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let topics = TestTopics::create(1).await;
+    let v = unique("visitor-");
+    let t0 = now_ms() - DAY_MS;
+    let before: Vec<RawEvent> = (0..3)
+        .map(|i| click(&v, t0 + i * HOUR_MS, "/", Some("https://t.co/abc")))
+        .collect();
+    produce_raw(&topics.topics.raw, &before).await;
+    let group = unique("enricher-");
+    let mut a = start_enricher(&topics, &group, &unique("tx-a-"), 50).await;
+    let ids: Vec<String> = before.iter().map(|e| e.event_id.clone()).collect();
+    wait_attributed(
         &topics.topics.attributed,
         &ids,
-        Duration::from_secs(180),
-        &[&last],
+        Duration::from_secs(60),
+        &[&a],
     )
     .await;
-    assert!(last.terminate(), "{}", last.log_text());
-    let _ = by_id;
-    assert_exactly_once_with_state(&events, &attributed_by_id(&topics.topics.attributed).await);
+    assert!(a.terminate(), "{}", a.log_text());
+
+    // The zombie: a group member with a transaction that rewrites the visitor's state (a user
+    // id it "stitched") and re-commits the group's offset, left open.
+    let state = read_committed_all(&topics.topics.changelog)
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.key() == Some(v.as_bytes()))
+        .and_then(|m| m.payload().map(<[u8]>::to_vec))
+        .expect("the visitor's state in the changelog");
+    let mut state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    state["user_id"] = serde_json::json!("zombie-user");
+    let state = serde_json::to_vec(&state).unwrap();
+    let (raw, changelog) = (topics.topics.raw.clone(), topics.topics.changelog.clone());
+    let zombie_group = group.clone();
+    let zombie = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = kafka()
+            .consumer("touchstream-tests-zombie", &zombie_group)
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&raw]).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while consumer.assignment().unwrap().count() == 0 {
+            assert!(Instant::now() < until, "the zombie never joined the group");
+            consumer.poll(Duration::from_millis(100));
+        }
+        let producer: BaseProducer = kafka()
+            .transactional_producer("touchstream-tests-zombie", &unique("tx-zombie-"))
+            .create()
+            .unwrap();
+        producer.init_transactions(Duration::from_secs(30)).unwrap();
+        producer.begin_transaction().unwrap();
+        producer
+            .send(
+                BaseRecord::to(&changelog)
+                    .key(v.as_bytes())
+                    .payload(&state)
+                    .partition(0),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&raw, 0, Offset::Offset(3))
+            .unwrap();
+        producer
+            .send_offsets_to_transaction(
+                &offsets,
+                &consumer.group_metadata().unwrap(),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        // Leave the group with the transaction open.
+        consumer.unsubscribe();
+        drop(consumer);
+        (producer, v)
+    })
+    .await
+    .unwrap();
+    let (producer, v) = zombie;
+
+    let after = click(&v, t0 + 5 * HOUR_MS, "/", None);
+    produce_raw(&topics.topics.raw, std::slice::from_ref(&after)).await;
+    let b = start_enricher(&topics, &group, &unique("tx-b-"), 50).await;
+    // Give B every chance to restore (it may not, while the transaction is open).
+    let until = Instant::now() + Duration::from_secs(15);
+    while !b.log_text().contains("state restored") && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::task::spawn_blocking(move || producer.commit_transaction(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let by_id = wait_attributed(
+        &topics.topics.attributed,
+        std::slice::from_ref(&after.event_id),
+        Duration::from_secs(60),
+        &[&b],
+    )
+    .await;
+    let got = only(&by_id, &after.event_id);
+    assert_eq!(
+        got.identity_id,
+        "zombie-user",
+        "B attributed from the state before the zombie's committed batch; log:\n{}",
+        b.log_text()
+    );
+    assert_eq!(got.session_id, format!("{v}:3"));
 }
 
 /// `key=123` out of a text log line (ANSI colouring stripped).

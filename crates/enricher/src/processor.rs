@@ -316,7 +316,8 @@ fn is_transient(e: &KafkaError) -> bool {
         | RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::OperationTimedOut))
 }
 
-/// Reads one changelog partition from the beginning to its end (read_committed).
+/// Reads one changelog partition from the beginning to its end (read_committed), once no
+/// transaction is open on it.
 fn restore_partition(
     cfg: &EnricherConfig,
     partition: i32,
@@ -327,11 +328,12 @@ fn restore_partition(
     );
     ccfg.set("enable.partition.eof", "true");
     let consumer: BaseConsumer = ccfg.create()?;
+    let deadline = Instant::now() + RESTORE_TIMEOUT;
+    wait_for_open_transactions(cfg, &consumer, partition, deadline)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&cfg.topics.changelog, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     let mut visitors = HashMap::new();
-    let deadline = Instant::now() + RESTORE_TIMEOUT;
     loop {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -364,5 +366,56 @@ fn restore_partition(
             Some(Err(e)) => return Err(e.into()),
             None => {}
         }
+    }
+}
+
+/// Waits until the changelog partition has no open transaction (its last stable offset has
+/// reached its high watermark).
+///
+/// A read_committed restore stops at the last stable offset. If the partition's previous owner
+/// froze inside a transaction after adding its consumed offsets to it, and wakes up and commits
+/// after this restore, the group hands us offsets past that batch (offset fetches wait for
+/// pending transactional commits) while our state lacks its changelog records: every later
+/// event of those visitors would be attributed from stale state. Waiting here for the
+/// transaction to end (commit, or abort by its timeout) keeps state and offsets in step.
+fn wait_for_open_transactions(
+    cfg: &EnricherConfig,
+    committed: &BaseConsumer,
+    partition: i32,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let topic = &cfg.topics.changelog;
+    let mut ucfg = cfg.kafka.consumer(
+        "touchstream-enricher-restore",
+        &format!("{}-restore", cfg.group_id),
+    );
+    ucfg.set("isolation.level", "read_uncommitted");
+    let uncommitted: BaseConsumer = ucfg.create()?;
+    let mut waited = false;
+    loop {
+        // Watermarks follow the client's isolation level: `latest` is the last stable offset
+        // for a read_committed client and the high watermark otherwise.
+        let (_, stable) = committed.fetch_watermarks(topic, partition, TXN_TIMEOUT)?;
+        let (_, high) = uncommitted.fetch_watermarks(topic, partition, TXN_TIMEOUT)?;
+        if stable >= high {
+            if waited {
+                tracing::info!(partition, "open changelog transaction ended, restoring");
+            }
+            return Ok(());
+        }
+        if !waited {
+            tracing::info!(
+                partition,
+                stable,
+                high,
+                "changelog partition has an open transaction (a previous owner's); waiting for it to end"
+            );
+            waited = true;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "changelog partition {partition} still has an open transaction after {RESTORE_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
