@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
@@ -138,11 +139,12 @@ impl Classifier {
             match r {
                 Referrer::Host(host) => {
                     let host = &**host;
-                    let m = self.catalogue.lookup_host(host);
-                    is_spam_referrer = m.spam;
+                    // The site's own host is never a catalogue source nor spam: skip the lookup.
                     if self.is_site_host(host, page.host.as_deref()) {
                         internal_referrer = true;
                     } else {
+                        let m = self.catalogue.lookup_host(host);
+                        is_spam_referrer = m.spam;
                         referred = Some(match m.source {
                             Some(idx) => Referred::Known(idx),
                             None => Referred::Unknown {
@@ -493,12 +495,13 @@ fn parse_page_url(page_url: &str) -> Option<Url> {
 
 /// A referrer reduced to what classification needs.
 #[derive(Clone, Debug)]
+/// `Rc` because values are handed out of a per-thread memo: cloning one costs no allocation.
 enum Referrer {
     /// A lowercase domain name without a trailing dot.
-    Host(Box<str>),
+    Host(Rc<str>),
     /// An `android-app://` / `ios-app://` app id, lowercase.
-    App(Box<str>),
-    Ip(Box<str>),
+    App(Rc<str>),
+    Ip(Rc<str>),
 }
 
 /// [`parse_referrer`], memoised per thread. Browsers send cross-origin referrers as bare origins
@@ -594,7 +597,7 @@ fn bots() -> &'static isbot::Bots {
 /// per-thread memo of recent answers removes almost all of it without changing any answer.
 fn is_bot(user_agent: &str) -> bool {
     thread_local! {
-        static MEMO: RefCell<StrMemo<bool>> = RefCell::new(StrMemo::new(512));
+        static MEMO: RefCell<StrMemo<bool>> = RefCell::new(StrMemo::new(2048));
     }
     memoised(&MEMO, user_agent, 1024, |ua| bots().is_bot(ua))
 }
