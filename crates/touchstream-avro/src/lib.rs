@@ -110,12 +110,13 @@ pub fn encode<T: WireType>(value: &T) -> Result<Vec<u8>, CodecError> {
 pub fn decode<T: WireType>(bytes: &[u8]) -> Result<T, CodecError> {
     let info = T::schema();
     let body = check_header(bytes, info)?;
-    let mut reader = body;
+    let mut reader = bytes;
     let corrupt = |e| CodecError::Corrupt {
         name: info.name,
         source: Box::new(e),
     };
-    let value = apache_avro::from_avro_datum(&info.schema, &mut reader, None).map_err(corrupt)?;
+    // The header was checked above (for a precise error); the reader checks it again, cheaply.
+    let value = info.reader.read_value(&mut reader).map_err(corrupt)?;
     if !reader.is_empty() {
         return Err(CodecError::TrailingBytes {
             name: info.name,
