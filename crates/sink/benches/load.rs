@@ -127,22 +127,29 @@ fn clickhouse(query: &str, stdin: Option<&std::path::Path>, stdout: Option<&std:
     assert!(status.success(), "clickhouse-client failed on {query}");
 }
 
+/// Over HTTP: spawning clickhouse-client every poll would cost more CPU than the loaders.
 async fn count(db: &str) -> u64 {
-    let out = Command::new("clickhouse-client")
-        .arg("--query")
-        .arg(format!("SELECT count() FROM {db}.events"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
+    let client = touchstream_warehouse::client(&WarehouseConfig {
+        database: "default".into(),
+        ..WarehouseConfig::default()
+    });
+    client
+        .query(&format!("SELECT count() FROM {db}.events"))
+        .fetch_one::<u64>()
+        .await
         .unwrap_or(0)
 }
 
 /// Seconds until `db.events` holds `n` rows, or None after LIMIT.
 async fn wait_rows(db: &str, n: u64, started: Instant) -> Option<f64> {
+    let mut first = None;
     while started.elapsed() < LIMIT {
-        if count(db).await >= n {
+        let rows = count(db).await;
+        if rows > 0 && first.is_none() {
+            first = Some(started.elapsed());
+            eprintln!("  first rows after {:?}", started.elapsed());
+        }
+        if rows >= n {
             return Some(started.elapsed().as_secs_f64());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
