@@ -2,8 +2,8 @@
 
 use std::sync::LazyLock;
 
-use apache_avro::{GenericSingleObjectReader, Schema};
 use apache_avro::rabin::Rabin;
+use apache_avro::{GenericSingleObjectReader, Schema};
 use serde_json::Value;
 
 const RAW: &str = include_str!("../../../schemas/avro/raw_event.avsc");
