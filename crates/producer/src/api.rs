@@ -16,7 +16,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use touchstream_model::incoming::{ServerContext, ValidationLimits, anonymize_ip, validate};
 use touchstream_model::time::now_ms;
-use touchstream_runtime::Health;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::body::{self, BodyError, Limits};
@@ -41,7 +40,7 @@ struct AppState {
     retry_after_secs: u32,
 }
 
-pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>, _health: Health) -> Router {
+pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>) -> Router {
     let state = Arc::new(AppState {
         delivery,
         limits: Limits {

@@ -62,7 +62,7 @@ impl Delivery {
             return Ok(());
         }
         let n = u32::try_from(events.len()).map_err(|_| DeliveryError::Overloaded)?;
-        let _permit = self
+        let permit = self
             .permits
             .clone()
             .try_acquire_many_owned(n)
@@ -96,7 +96,7 @@ impl Delivery {
             },
         };
         metrics::produce_latency(started.elapsed());
-        drop(_permit);
+        drop(permit);
         metrics::in_flight(self.in_flight());
         if outcome.is_err() {
             metrics::delivery_error();

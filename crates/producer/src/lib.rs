@@ -20,7 +20,6 @@ pub mod delivery;
 pub mod metrics;
 pub mod replay;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::ProducerConfig;
@@ -63,7 +62,7 @@ impl Application {
 
     /// Starts serving in the background (tests use the returned address).
     pub async fn start(self, shutdown: Shutdown) -> anyhow::Result<Served> {
-        let app = api::router(&self.config, self.delivery.clone(), self.health.clone())
+        let app = api::router(&self.config, self.delivery.clone())
             .merge(ops::router(self.health.clone()));
         let served = ops::serve_router(self.config.listen, app, shutdown).await?;
         tracing::info!(addr = %served.addr, topic = %self.config.topics.raw, "collector listening");
@@ -78,9 +77,5 @@ impl Application {
             addr: served.addr,
             task,
         })
-    }
-
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.config.listen
     }
 }
