@@ -865,8 +865,10 @@ async fn frozen_instance_that_wakes_up_cannot_break_state_or_output() {
         tokio::task::block_in_place(|| w.wait_past(past, false, &a));
         a.pause();
         let mut b = start_enricher(&topics, &group, &unique("tx-b-"), 50).await;
-        // B owns A's partitions once A's session (10 s) expired and B restored them.
-        let until = Instant::now() + Duration::from_secs(60);
+        // B owns A's partitions once A's session (10 s) expired and B restored them; when A
+        // froze inside a transaction, B first waits for the broker to abort it
+        // (transaction.timeout.ms = 60 s), so allow for that.
+        let until = Instant::now() + Duration::from_secs(150);
         while !b.log_text().contains("state restored") {
             assert!(
                 Instant::now() < until,
