@@ -6,9 +6,7 @@ use touchstream_attribution::{
     SessionEvent, Sessionizer, Touch, TouchRecord, credit,
 };
 use touchstream_model::time::{DAY_MS, MINUTE_MS};
-use touchstream_model::{
-    AttributedEvent, AttributionModel, EventType, LifecycleStage, RawEvent, TouchFields,
-};
+use touchstream_model::{AttributedEvent, EventType, RawEvent, TouchFields};
 
 use crate::config::EnricherConfig;
 use crate::metrics;
@@ -134,7 +132,7 @@ impl Attributor {
                 .user_id
                 .clone()
                 .unwrap_or_else(|| raw.anonymous_id.clone()),
-            lifecycle_stage: stage(v.lifecycle.stage),
+            lifecycle_stage: v.lifecycle.stage,
             purchase_count: i32::try_from(v.lifecycle.purchases).unwrap_or(i32::MAX),
             touch: touch_fields(&reported),
             opens_touch,
@@ -174,26 +172,6 @@ fn touch_fields(t: &Touch) -> TouchFields {
     }
 }
 
-fn stage(s: touchstream_attribution::LifecycleStage) -> LifecycleStage {
-    match s {
-        touchstream_attribution::LifecycleStage::Visitor => LifecycleStage::Visitor,
-        touchstream_attribution::LifecycleStage::Customer => LifecycleStage::Customer,
-        touchstream_attribution::LifecycleStage::Client => LifecycleStage::Client,
-    }
-}
-
-fn model(m: touchstream_attribution::AttributionModel) -> AttributionModel {
-    use touchstream_attribution::AttributionModel as A;
-    match m {
-        A::FirstTouch => AttributionModel::FirstTouch,
-        A::LastTouch => AttributionModel::LastTouch,
-        A::LastNonDirect => AttributionModel::LastNonDirect,
-        A::Linear => AttributionModel::Linear,
-        A::PositionBased => AttributionModel::PositionBased,
-        A::TimeDecay => AttributionModel::TimeDecay,
-    }
-}
-
 fn to_wire(c: touchstream_attribution::ConversionCredits) -> touchstream_model::ConversionCredits {
     touchstream_model::ConversionCredits {
         touches_to_conversion: i32::try_from(c.touches_to_conversion).unwrap_or(i32::MAX),
@@ -202,7 +180,7 @@ fn to_wire(c: touchstream_attribution::ConversionCredits) -> touchstream_model::
             .credits
             .into_iter()
             .map(|k| touchstream_model::Credit {
-                model: model(k.model),
+                model: k.model,
                 touch_event_id: k.touch_event_id,
                 touch_time: k.touch_time_ms,
                 channel: k.channel.as_str().to_string(),

@@ -5,8 +5,6 @@
 //! rows.
 
 use std::collections::HashSet;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,66 +13,8 @@ use crate::classify::{DIRECT_SOURCE, Touch};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// DESIGN.md's attribution models; every conversion is credited under all of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttributionModel {
-    FirstTouch,
-    LastTouch,
-    /// GA's default: the last touch that is not Direct (the last touch if all are Direct).
-    LastNonDirect,
-    Linear,
-    /// 40 % first, 40 % last, 20 % shared by the touches between.
-    PositionBased,
-    /// Weight ∝ 2^(−age / half-life), age measured back from the conversion.
-    TimeDecay,
-}
-
-impl AttributionModel {
-    pub const ALL: [AttributionModel; 6] = [
-        AttributionModel::FirstTouch,
-        AttributionModel::LastTouch,
-        AttributionModel::LastNonDirect,
-        AttributionModel::Linear,
-        AttributionModel::PositionBased,
-        AttributionModel::TimeDecay,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AttributionModel::FirstTouch => "first_touch",
-            AttributionModel::LastTouch => "last_touch",
-            AttributionModel::LastNonDirect => "last_non_direct",
-            AttributionModel::Linear => "linear",
-            AttributionModel::PositionBased => "position_based",
-            AttributionModel::TimeDecay => "time_decay",
-        }
-    }
-}
-
-impl fmt::Display for AttributionModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A string that is not one of DESIGN.md's model names.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown attribution model {0:?}: use one of first_touch, last_touch, last_non_direct, linear, position_based, time_decay"
-)]
-pub struct UnknownModel(pub String);
-
-impl FromStr for AttributionModel {
-    type Err = UnknownModel;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AttributionModel::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| UnknownModel(s.to_owned()))
-    }
-}
+// The model names are wire vocabulary (Avro, ClickHouse): one definition, in the model crate.
+pub use touchstream_model::{AttributionModel, UnknownModel};
 
 /// One touch in a visitor's history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

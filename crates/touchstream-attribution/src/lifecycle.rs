@@ -45,41 +45,8 @@ impl fmt::Display for ConversionKind {
 }
 
 /// DESIGN.md's lifecycle stages, ordered: a stage never goes back.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum LifecycleStage {
-    /// No conversion yet.
-    #[default]
-    Visitor,
-    /// Gave an email or took something: first signup or download.
-    Customer,
-    /// At least one purchase.
-    Client,
-}
-
-impl LifecycleStage {
-    pub const ALL: [LifecycleStage; 3] = [
-        LifecycleStage::Visitor,
-        LifecycleStage::Customer,
-        LifecycleStage::Client,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LifecycleStage::Visitor => "visitor",
-            LifecycleStage::Customer => "customer",
-            LifecycleStage::Client => "client",
-        }
-    }
-}
-
-impl fmt::Display for LifecycleStage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+// Stage names are wire vocabulary: one definition, in the model crate.
+pub use touchstream_model::LifecycleStage;
 
 /// One identity's lifecycle. Serialisable so the enricher can checkpoint it with the visitor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,8 @@
 //! columns and dashboards depend on them, so renaming one is a schema migration.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -122,19 +124,25 @@ impl TouchFields {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Lifecycle stage of an identity; it only moves forward (hence `Ord`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum LifecycleStage {
     /// No conversion yet.
+    #[default]
     Visitor,
-    /// First signup or download: they gave an email or took something.
+    /// Gave an email or took something: first signup or download.
     Customer,
     /// At least one purchase.
     Client,
 }
 
 impl LifecycleStage {
-    pub fn as_str(self) -> &'static str {
+    pub const ALL: [LifecycleStage; 3] = [Self::Visitor, Self::Customer, Self::Client];
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Visitor => "visitor",
             Self::Customer => "customer",
@@ -143,14 +151,24 @@ impl LifecycleStage {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+impl fmt::Display for LifecycleStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// DESIGN.md's attribution models; every conversion is credited under all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttributionModel {
     FirstTouch,
     LastTouch,
+    /// GA's default: the last touch that is not Direct (the last touch if all are Direct).
     LastNonDirect,
     Linear,
+    /// 40 % first, 40 % last, 20 % shared by the touches between.
     PositionBased,
+    /// Weight ∝ 2^(−age / half-life), age measured back from the conversion.
     TimeDecay,
 }
 
@@ -164,7 +182,7 @@ impl AttributionModel {
         Self::TimeDecay,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::FirstTouch => "first_touch",
             Self::LastTouch => "last_touch",
@@ -176,7 +194,40 @@ impl AttributionModel {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
+        s.parse().ok()
+    }
+}
+
+impl fmt::Display for AttributionModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not one of DESIGN.md's model names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownModel(pub String);
+
+impl fmt::Display for UnknownModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown attribution model {:?}: use one of first_touch, last_touch, last_non_direct, linear, position_based, time_decay",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownModel {}
+
+impl FromStr for AttributionModel {
+    type Err = UnknownModel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownModel(s.to_owned()))
     }
 }
 

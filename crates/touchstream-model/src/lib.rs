@@ -13,6 +13,6 @@ pub mod time;
 
 pub use event::{
     AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
-    RawEvent, TouchFields,
+    RawEvent, TouchFields, UnknownModel,
 };
 pub use incoming::{FieldError, IncomingEvent, ServerContext, ValidationLimits};
