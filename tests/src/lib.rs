@@ -293,7 +293,22 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// With the sink flushing every 200 ms, so tests do not wait for the 1 s default.
     pub async fn start(topics: &TestTopics, db: &ScratchDatabase) -> Pipeline {
+        Self::start_with(
+            topics,
+            db,
+            &[("TOUCHSTREAM_SINK__BATCH__MAX_WAIT_MS", "200")],
+        )
+        .await
+    }
+
+    /// `sink_overrides` are added to the sink's environment.
+    pub async fn start_with(
+        topics: &TestTopics,
+        db: &ScratchDatabase,
+        sink_overrides: &[(&str, &str)],
+    ) -> Pipeline {
         let (sink_ops, enricher_ops, producer_port) = (free_port(), free_port(), free_port());
         let mut sink_env = topics.env("sink");
         sink_env.extend([
@@ -306,8 +321,12 @@ impl Pipeline {
                 "TOUCHSTREAM_SINK__OPS__LISTEN".into(),
                 format!("127.0.0.1:{sink_ops}"),
             ),
-            ("TOUCHSTREAM_SINK__BATCH__MAX_WAIT_MS".into(), "200".into()),
         ]);
+        sink_env.extend(
+            sink_overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let sink = Service::spawn("sink", &[], &sink_env);
         wait_ready(&format!("http://127.0.0.1:{sink_ops}/readyz"), &sink).await;
 
