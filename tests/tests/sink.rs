@@ -1,6 +1,8 @@
 //! The sink against the real server: ClickHouse vanishing (through a proxy the test cuts)
 //! means retries with consumption paused, then it resumes by itself; a full replay from the
-//! beginning of the topic lands every row again and still counts each event once.
+//! beginning of the topic lands every row again and still counts each event once. A row
+//! ClickHouse refuses goes to the DLQ and the rest of its batch lands; missing tables or a
+//! table that refuses every row stall the sink instead, with nothing dead-lettered.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,14 +10,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use touchstream_avro::DlqRecord;
 use touchstream_model::{
     AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
     RawEvent, TouchFields,
 };
 use touchstream_tests::{
-    FlakyProxy, ScratchDatabase, Service, TestTopics, eventually, free_port, kafka, unique,
-    wait_ready,
+    FlakyProxy, ScratchDatabase, Service, TestTopics, eventually, free_port, kafka,
+    produce_payloads, read_committed_all, unique, wait_ready,
 };
+use touchstream_warehouse::WarehouseConfig;
 
 fn attributed(i: usize) -> AttributedEvent {
     let purchase = i % 10 == 9;
@@ -112,6 +116,16 @@ fn start_sink(
     clickhouse_port: u16,
     group: &str,
 ) -> (Service, String) {
+    start_sink_with(topics, db, clickhouse_port, group, &[])
+}
+
+fn start_sink_with(
+    topics: &TestTopics,
+    db: &ScratchDatabase,
+    clickhouse_port: u16,
+    group: &str,
+    extra: &[(&str, &str)],
+) -> (Service, String) {
     let ops = free_port();
     let mut env = topics.env("sink");
     env.extend([
@@ -133,6 +147,7 @@ fn start_sink(
         ("TOUCHSTREAM_SINK__RETRY__INITIAL_MS".into(), "100".into()),
         ("TOUCHSTREAM_SINK__RETRY__MAX_MS".into(), "1000".into()),
     ]);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     (
         Service::spawn("sink", &[], &env),
         format!("http://127.0.0.1:{ops}"),
@@ -233,4 +248,155 @@ async fn clickhouse_outage_pauses_and_resumes_and_a_full_replay_counts_each_even
         .await;
     assert_eq!(revenue.trim(), "60000");
     assert!(replay.terminate());
+}
+
+fn visitor(mut e: AttributedEvent, id: &str) -> AttributedEvent {
+    e.event.anonymous_id = id.into();
+    e.identity_id = id.into();
+    e
+}
+
+fn records(events: &[AttributedEvent]) -> Vec<(String, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.event.anonymous_id.clone(),
+                touchstream_avro::encode(e).unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn dlq(topics: &TestTopics) -> Vec<DlqRecord> {
+    read_committed_all(&topics.topics.dlq)
+        .await
+        .iter()
+        .map(|m| {
+            use rdkafka::Message;
+            touchstream_avro::decode(m.payload().unwrap()).unwrap()
+        })
+        .collect()
+}
+
+async fn readyz(ops: &str) -> u16 {
+    reqwest::get(format!("{ops}/readyz"))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits for `n` more insert retries than `before`, and checks the sink says it is not ready.
+async fn stalled(ops: &str, before: f64) -> f64 {
+    let retries = eventually("insert retries", Duration::from_secs(30), || async {
+        let r = metric(ops, "touchstream_sink_insert_retries_total").await;
+        (r >= before + 2.0).then_some(r)
+    })
+    .await;
+    assert_eq!(readyz(ops).await, 503, "not ready while stalled");
+    retries
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_rows_go_to_the_dlq_but_missing_or_unfitting_tables_stall_the_sink() {
+    let topics = TestTopics::create(1).await;
+    let db = ScratchDatabase::new();
+    let attributed_topic = topics.topics.attributed.clone();
+    let (mut sink, ops) = start_sink_with(
+        &topics,
+        &db,
+        8123,
+        &unique("sink-"),
+        &[("TOUCHSTREAM_SINK__MIGRATE_ON_START", "false")],
+    );
+    wait_ready(&format!("{ops}/readyz"), &sink).await;
+
+    // 1. No tables yet (migrations off): the sink waits for them instead of dead-lettering.
+    let first: Vec<AttributedEvent> = (0..100).map(attributed).collect();
+    produce_payloads(&attributed_topic, &records(&first)).await;
+    let retries = stalled(&ops, 0.0).await;
+    touchstream_warehouse::migrate(&WarehouseConfig {
+        database: db.name.clone(),
+        ..WarehouseConfig::default()
+    })
+    .await
+    .unwrap();
+    eventually(
+        "the first 100 rows once the tables exist",
+        Duration::from_secs(60),
+        || async { (count(&db, "SELECT count() FROM events").await == 100).then_some(()) },
+    )
+    .await;
+    assert_eq!(readyz(&ops).await, 200);
+
+    // 2. A guard column refuses one visitor's rows (what a CHECK constraint does on current
+    // ClickHouse; 18.16 has none). That row and an undecodable record go to the DLQ with their
+    // reasons and offsets; the rows around them land.
+    db.query(
+        "ALTER TABLE events ADD COLUMN guard UInt8 MATERIALIZED throwIf(anonymous_id = 'poison')",
+    )
+    .await;
+    let mut second = records(&(100..150).map(attributed).collect::<Vec<_>>());
+    second.extend(records(&[visitor(attributed(150), "poison")]));
+    second.push(("junk".into(), b"not an attributed event".to_vec()));
+    second.extend(records(&(151..200).map(attributed).collect::<Vec<_>>()));
+    let offsets = produce_payloads(&attributed_topic, &second).await;
+    eventually(
+        "the 99 good rows of the second lot",
+        Duration::from_secs(60),
+        || async { (count(&db, "SELECT count() FROM events").await == 199).then_some(()) },
+    )
+    .await;
+    let dead = eventually("two DLQ records", Duration::from_secs(30), || async {
+        let d = dlq(&topics).await;
+        (d.len() >= 2).then_some(d)
+    })
+    .await;
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    let refused = dead
+        .iter()
+        .find(|r| r.reason.contains("clickhouse rejected the row"))
+        .unwrap_or_else(|| panic!("no refused row in {dead:#?}"));
+    assert!(refused.reason.contains("throwIf"), "{}", refused.reason);
+    assert_eq!(refused.source_offset, Some(offsets[50].1));
+    assert!(String::from_utf8_lossy(&refused.payload).contains("poison"));
+    let undecodable = dead
+        .iter()
+        .find(|r| r.reason.contains("undecodable attributed event"))
+        .unwrap_or_else(|| panic!("no undecodable record in {dead:#?}"));
+    assert_eq!(undecodable.source_offset, Some(offsets[51].1));
+    assert_eq!(undecodable.payload, b"not an attributed event");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count() FROM events WHERE anonymous_id = 'poison'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(metric(&ops, "touchstream_sink_dlq_rows_total").await, 1.0);
+
+    // 3. A guard that refuses every row of a batch: no row is at fault, so none is
+    // dead-lettered; the sink stalls until the table is fixed, then loads them.
+    db.query(
+        "ALTER TABLE events ADD COLUMN guard2 UInt8 MATERIALIZED throwIf(startsWith(anonymous_id, 'stall-'))",
+    )
+    .await;
+    let third: Vec<AttributedEvent> = (200..220)
+        .map(|i| visitor(attributed(i), &format!("stall-{}", i % 3)))
+        .collect();
+    produce_payloads(&attributed_topic, &records(&third)).await;
+    stalled(&ops, retries).await;
+    assert_eq!(count(&db, "SELECT count() FROM events").await, 199);
+    assert_eq!(dlq(&topics).await.len(), 2, "nothing more dead-lettered");
+    db.query("ALTER TABLE events DROP COLUMN guard2").await;
+    eventually(
+        "the stalled rows after the fix",
+        Duration::from_secs(60),
+        || async { (count(&db, "SELECT count() FROM events").await == 219).then_some(()) },
+    )
+    .await;
+    assert_eq!(readyz(&ops).await, 200);
+    assert!(sink.terminate(), "{}", sink.log_text());
 }

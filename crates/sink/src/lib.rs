@@ -148,6 +148,9 @@ impl Application {
         Ok(())
     }
 
+    /// Inserts the batch. While ClickHouse is unavailable, refuses this sink's configuration or
+    /// refuses every row (the tables do not match the rows), consumption is paused and the
+    /// insert retried with backoff: none of these is the rows' fault, so none goes to the DLQ.
     async fn insert_with_retry(
         &self,
         batch: &mut Batch,
@@ -157,32 +160,30 @@ impl Application {
         let max = Duration::from_millis(self.config.retry.max_ms);
         let mut paused = false;
         loop {
-            match insert(&self.clickhouse, &batch.events, &batch.credits).await {
+            let stalled = match insert(&self.clickhouse, &batch.events, &batch.credits).await {
                 Ok(()) => break,
-                Err(e) if e.is_retryable() => {
-                    metrics::retry();
-                    self.health.not_ready("clickhouse", e.to_string());
-                    if !paused {
-                        // Stop fetching while we wait: memory stays bounded by one batch.
-                        self.consumer.pause(&self.consumer.assignment()?)?;
-                        paused = true;
-                    }
-                    // Full jitter: spread the retries of many sinks.
-                    let jittered = Duration::from_millis(
-                        rand::rng().random_range(0..=backoff.as_millis() as u64),
-                    );
-                    tracing::warn!(error = %e, retry_in_ms = jittered.as_millis() as u64, "clickhouse insert failed, retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => anyhow::bail!("shutdown while ClickHouse is unavailable: batch not committed, it will be re-delivered"),
-                        _ = sleep(jittered) => {}
-                    }
-                    backoff = (backoff * 2).min(max);
-                }
-                Err(e) => {
-                    self.isolate_rejected_rows(batch, e).await?;
-                    break;
-                }
+                Err(e) if stalls(&e) => e.to_string(),
+                Err(e) => match self.isolate_rejected_rows(batch, e).await {
+                    Isolated::Done => break,
+                    Isolated::Stalled(reason) => reason,
+                },
+            };
+            metrics::retry();
+            self.health.not_ready("clickhouse", stalled.clone());
+            if !paused {
+                // Stop fetching while we wait: memory stays bounded by one batch.
+                self.consumer.pause(&self.consumer.assignment()?)?;
+                paused = true;
             }
+            // Full jitter: spread the retries of many sinks.
+            let jittered =
+                Duration::from_millis(rand::rng().random_range(0..=backoff.as_millis() as u64));
+            tracing::warn!(error = %stalled, retry_in_ms = jittered.as_millis() as u64, "clickhouse insert failed, retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => anyhow::bail!("shutdown while ClickHouse does not take the batch: not committed, it will be re-delivered"),
+                _ = sleep(jittered) => {}
+            }
+            backoff = (backoff * 2).min(max);
         }
         if paused {
             self.consumer.resume(&self.consumer.assignment()?)?;
@@ -192,20 +193,36 @@ impl Application {
     }
 
     /// ClickHouse refused the batch as malformed: find the rows it refuses by halving, send
-    /// them to the DLQ with the error, and insert the rest.
-    async fn isolate_rejected_rows(
-        &self,
-        batch: &mut Batch,
-        first_error: WarehouseError,
-    ) -> anyhow::Result<()> {
-        tracing::warn!(error = %first_error, rows = batch.events.len(), "clickhouse rejected the batch, isolating bad rows");
-        let mut pending = vec![(0, batch.events.len())];
+    /// them to the DLQ with the error, and insert the rest. When the first and the last row are
+    /// each refused on their own, the table is taken not to fit the rows at all (a migration
+    /// missing or a column changed by hand) and nothing is dead-lettered.
+    async fn isolate_rejected_rows(&self, batch: &Batch, first_error: WarehouseError) -> Isolated {
+        let n = batch.events.len();
+        tracing::warn!(error = %first_error, rows = n, "clickhouse rejected the batch, isolating bad rows");
+        if n > 1 {
+            let mut refused = 0;
+            for i in [0, n - 1] {
+                let (events, credits) = batch.slice(i, i + 1);
+                match insert(&self.clickhouse, &events, &credits).await {
+                    Ok(()) => {}
+                    Err(e) if stalls(&e) => return Isolated::Stalled(e.to_string()),
+                    Err(_) => refused += 1,
+                }
+            }
+            if refused == 2 {
+                tracing::error!(error = %first_error, "clickhouse refuses every row: do the tables match this sink's version?");
+                return Isolated::Stalled(format!(
+                    "ClickHouse refuses the first and the last row of the batch alike; the tables do not fit the rows (run `sink migrate`?): {first_error}"
+                ));
+            }
+        }
+        let mut pending = vec![(0, n)];
         let mut rejected = Vec::new();
         while let Some((start, end)) = pending.pop() {
             let (events, credits) = batch.slice(start, end);
             match insert(&self.clickhouse, &events, &credits).await {
                 Ok(()) => {}
-                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) if stalls(&e) => return Isolated::Stalled(e.to_string()),
                 Err(e) if end - start == 1 => rejected.push((start, e.to_string())),
                 Err(_) => {
                     let mid = start + (end - start) / 2;
@@ -226,7 +243,7 @@ impl Application {
             )
             .await;
         }
-        Ok(())
+        Isolated::Done
     }
 
     async fn dead_letter(&self, payload: &[u8], reason: &str, partition: i32, offset: i64) {
@@ -243,6 +260,19 @@ impl Application {
             tracing::error!(error = %e, reason, partition, offset, "could not write to the DLQ");
         }
     }
+}
+
+/// What an insert error means for the batch: wait and try again (ClickHouse away, or this
+/// sink pointed at the wrong place or lacking rights), or look for the rows at fault.
+fn stalls(e: &WarehouseError) -> bool {
+    e.is_retryable() || matches!(e, WarehouseError::Misconfigured { .. })
+}
+
+enum Isolated {
+    /// Every row is in ClickHouse or in the DLQ.
+    Done,
+    /// The batch cannot be placed now; the reason.
+    Stalled(String),
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -125,6 +125,8 @@ const REJECTED_CODES: &[u32] = &[
     131, // TOO_LARGE_STRING_SIZE
     215, // NOT_AN_AGGREGATE
     352, // AMBIGUOUS_COLUMN_NAME
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (a throwIf guard column refusing a row)
+    469, // VIOLATED_CONSTRAINT (a CHECK constraint refusing a row)
     691, // UNKNOWN_ELEMENT_OF_ENUM
 ];
 
