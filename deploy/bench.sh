@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p bench-results
-for bench in "touchstream-attribution classify" "producer collector" "enricher throughput" "sink load"; do
+# The end-to-end bench starts the release binaries.
+cargo build -q --release --bins
+for bench in "touchstream-attribution classify" "producer collector" "enricher throughput" "sink load" "touchstream-tests e2e"; do
   set -- $bench
-  if grep -q "name = \"$2\"" "crates/$1/Cargo.toml" 2>/dev/null; then
+  manifest="crates/$1/Cargo.toml"
+  [ "$1" = touchstream-tests ] && manifest=tests/Cargo.toml
+  if grep -q "name = \"$2\"" "$manifest" 2>/dev/null; then
     printf '\n### %s (%s)\n' "$2" "$1"
     cargo bench -q -p "$1" --bench "$2"
   fi

@@ -2,6 +2,9 @@
 //! same run on the same rows and the same table shape:
 //!
 //! - the ceiling: `clickhouse-client` inserting the rows from a file (Native format);
+//! - for context, the same rows as a RowBinary file POSTed over HTTP: the sink's wire format
+//!   with no Kafka and no decoding. On 18.16 the server parses RowBinary several times slower
+//!   than Native, which bounds any RowBinary loader well below the Native ceiling;
 //! - ClickHouse's own Kafka table engine loading the same events from a topic. ClickHouse
 //!   18.16 cannot read Avro single-object encoding, so its topic carries the same rows as
 //!   JSONEachRow.
@@ -236,6 +239,20 @@ fn main() {
         let started = Instant::now();
         clickhouse(&format!("INSERT INTO {client_db}.events FORMAT Native"), Some(&native), None);
         let client_secs = started.elapsed().as_secs_f64();
+        // The same rows in the sink's wire format: what the server's RowBinary parser allows.
+        let rowbinary = dir.join("events.rowbinary");
+        clickhouse(&format!("SELECT * FROM {sink_db}.events FORMAT RowBinary"), None, Some(&rowbinary));
+        clickhouse(&format!("TRUNCATE TABLE {client_db}.events"), None, None);
+        eprintln!("the same rows as RowBinary over HTTP …");
+        let started = Instant::now();
+        let status = Command::new("curl")
+            .args(["-sf", "--data-binary"])
+            .arg(format!("@{}", rowbinary.display()))
+            .arg(format!("http://127.0.0.1:8123/?query=INSERT%20INTO%20{client_db}.events%20FORMAT%20RowBinary"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "RowBinary insert over HTTP failed");
+        let rowbinary_secs = started.elapsed().as_secs_f64();
 
         // 3. ClickHouse's Kafka engine on the same rows as JSONEachRow.
         let jsonl = dir.join("events.jsonl");
@@ -275,13 +292,15 @@ fn main() {
         let rate = |secs: f64| EVENTS as f64 / secs;
         let (sink_rate, client_rate) = (rate(sink_secs), rate(client_secs));
         println!("\n| loader | events rows | seconds | rows/s |\n| --- | ---: | ---: | ---: |");
-        println!("| clickhouse-client INSERT (ceiling) | {EVENTS} | {client_secs:.2} | {client_rate:.0} |");
+        println!("| clickhouse-client INSERT, Native (ceiling) | {EVENTS} | {client_secs:.2} | {client_rate:.0} |");
+        println!("| RowBinary file over HTTP (the sink's format, no Kafka, no decoding) | {EVENTS} | {rowbinary_secs:.2} | {:.0} |", rate(rowbinary_secs));
         match engine_secs {
             Some(s) => println!("| ClickHouse Kafka engine | {EVENTS} | {s:.2} | {:.0} |", rate(s)),
             None => println!("| ClickHouse Kafka engine | did not finish in {LIMIT:?} | | |"),
         }
         println!("| touchstream sink (+ {credit_rows} credit rows) | {EVENTS} | {sink_secs:.2} | {sink_rate:.0} |");
         println!("\nsink / ceiling = {:.2} (goal ≥ 0.7)", sink_rate / client_rate);
+        println!("sink / RowBinary over HTTP = {:.2}", sink_rate / rate(rowbinary_secs));
         if let Some(s) = engine_secs {
             println!("sink / Kafka engine = {:.2} (goal ≥ 1.0)", sink_rate / rate(s));
         }
@@ -289,6 +308,7 @@ fn main() {
             "events": EVENTS, "credit_rows": credit_rows,
             "sink_rows_per_sec": sink_rate, "clickhouse_client_rows_per_sec": client_rate,
             "kafka_engine_rows_per_sec": engine_secs.map(rate),
+            "rowbinary_http_rows_per_sec": rate(rowbinary_secs),
             "sink_vs_ceiling": sink_rate / client_rate,
             "sink_vs_kafka_engine": engine_secs.map(|s| sink_rate / rate(s)),
         });

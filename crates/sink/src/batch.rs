@@ -89,8 +89,4 @@ impl Batch {
         }
         Ok(tpl)
     }
-
-    pub fn clear(&mut self) {
-        *self = Self::default();
-    }
 }

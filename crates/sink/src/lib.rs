@@ -13,6 +13,8 @@ pub mod batch;
 pub mod config;
 pub mod metrics;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -72,7 +74,12 @@ impl Application {
         })
     }
 
-    /// Consumes until `shutdown` fires, then inserts the batch in hand, commits and returns.
+    /// Consumes until `shutdown` fires, then finishes the insert under way and the batch in
+    /// hand, commits and returns.
+    ///
+    /// One insert runs while the next batch fills: ClickHouse parses a batch while the sink
+    /// decodes the next one. Offsets are committed batch by batch, in order, each once its
+    /// insert was acknowledged; memory holds at most two batches.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let ops = ops::serve(
             self.config.ops.listen,
@@ -82,26 +89,43 @@ impl Application {
         .await?;
         tracing::info!(topic = %self.config.topics.attributed, ops = %ops.addr, "sink consuming");
         let policy = self.config.batch.clone();
+        let max_wait = Duration::from_millis(policy.max_wait_ms);
         let mut batch = Batch::default();
+        let mut in_flight: Option<InFlight<'_>> = None;
         loop {
-            let wait = batch.deadline(Duration::from_millis(policy.max_wait_ms));
+            let due = batch.is_full(&policy)
+                || batch
+                    .deadline(max_wait)
+                    .is_some_and(|d| d <= Instant::now());
+            if in_flight.is_none() && !batch.is_empty() && due {
+                in_flight = Some(Box::pin(self.write(std::mem::take(&mut batch), &shutdown)));
+            }
+            let wait = if in_flight.is_none() {
+                batch.deadline(max_wait)
+            } else {
+                None
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = sleep_until_opt(wait) => {
-                    self.flush(&mut batch, &shutdown).await?;
+                written = finish(&mut in_flight) => {
+                    in_flight = None;
+                    self.commit(&written?)?;
                 }
-                received = self.consumer.recv() => match received {
-                    Ok(msg) => {
-                        self.add(&mut batch, &msg).await;
-                        if batch.is_full(&policy) {
-                            self.flush(&mut batch, &shutdown).await?;
-                        }
-                    }
+                // The top of the loop starts the insert.
+                _ = sleep_until_opt(wait) => {}
+                received = self.consumer.recv(), if !batch.is_full(&policy) => match received {
+                    Ok(msg) => self.add(&mut batch, &msg).await,
                     Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
                 },
             }
         }
-        self.flush(&mut batch, &shutdown).await?;
+        if let Some(insert) = in_flight.take() {
+            self.commit(&insert.await?)?;
+        }
+        if !batch.is_empty() {
+            let written = self.write(batch, &shutdown).await?;
+            self.commit(&written)?;
+        }
         tracing::info!("sink stopped");
         Ok(())
     }
@@ -128,23 +152,27 @@ impl Application {
         }
     }
 
-    /// Inserts the batch (retrying while ClickHouse is unavailable), then commits its offsets.
-    async fn flush(&self, batch: &mut Batch, shutdown: &Shutdown) -> anyhow::Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+    /// Inserts the batch (retrying while ClickHouse cannot take it) and hands it back for
+    /// [`Self::commit`].
+    async fn write(&self, mut batch: Batch, shutdown: &Shutdown) -> anyhow::Result<Batch> {
         let started = Instant::now();
-        let bytes = batch.bytes();
-        let (events, credits) = (batch.events.len(), batch.credits.len());
-        self.insert_with_retry(batch, shutdown).await?;
-        metrics::inserted(events, credits, bytes, started.elapsed());
+        self.insert_with_retry(&mut batch, shutdown).await?;
+        metrics::inserted(
+            batch.events.len(),
+            batch.credits.len(),
+            batch.bytes(),
+            started.elapsed(),
+        );
+        Ok(batch)
+    }
+
+    /// Commits the offsets of a written batch: everything before them is durable in ClickHouse.
+    fn commit(&self, batch: &Batch) -> anyhow::Result<()> {
         let offsets = batch.commit_list(&self.config.topics.attributed)?;
-        // Only now is everything before these offsets durable in ClickHouse.
         if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
             // After a rebalance the rows are re-delivered to the new owner and deduplicated.
             tracing::warn!(error = %e, "offset commit failed; the rows will be re-delivered and deduplicated");
         }
-        batch.clear();
         Ok(())
     }
 
@@ -273,6 +301,17 @@ enum Isolated {
     Done,
     /// The batch cannot be placed now; the reason.
     Stalled(String),
+}
+
+/// The insert under way, if any.
+type InFlight<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Batch>> + Send + 'a>>;
+
+/// Resolves when the insert under way does; never, when there is none.
+async fn finish(in_flight: &mut Option<InFlight<'_>>) -> anyhow::Result<Batch> {
+    match in_flight {
+        Some(insert) => insert.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
