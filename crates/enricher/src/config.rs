@@ -49,7 +49,7 @@ impl Default for EnricherConfig {
             site_hosts: Vec::new(),
             catalogue_path: None,
             attribution: AttributionConfig::default(),
-            batch_max_records: 5_000,
+            batch_max_records: 20_000,
             batch_max_ms: 200,
             ops: OpsConfig::on_port(9101),
             log: LogConfig::default(),
