@@ -930,9 +930,9 @@ async fn restore_waits_for_a_previous_owners_open_transaction() {
         .find(|m| m.key() == Some(v.as_bytes()))
         .and_then(|m| m.payload().map(<[u8]>::to_vec))
         .expect("the visitor's state in the changelog");
-    let mut state: serde_json::Value = serde_json::from_slice(&state).unwrap();
-    state["user_id"] = serde_json::json!("zombie-user");
-    let state = serde_json::to_vec(&state).unwrap();
+    let mut state = enricher::state::VisitorState::decode(&state).unwrap();
+    state.user_id = Some("zombie-user".into());
+    let state = state.encode().unwrap();
     let (raw, changelog) = (topics.topics.raw.clone(), topics.topics.changelog.clone());
     let zombie_group = group.clone();
     let zombie = tokio::task::spawn_blocking(move || {
