@@ -248,15 +248,13 @@ impl<'de> de::Deserializer<'de> for Datum<'_, 'de, '_> {
             Schema::Array(a) => visitor.visit_seq(Items {
                 reader: self.reader,
                 items: &a.items,
-                left: 0,
-                done: false,
+                blocks: Blocks::default(),
                 names: self.names,
             }),
             Schema::Map(m) => visitor.visit_map(Entries {
                 reader: self.reader,
                 values: &m.types,
-                left: 0,
-                done: false,
+                blocks: Blocks::default(),
                 names: self.names,
             }),
             other => Err(DecodeError(format!(
@@ -359,12 +357,38 @@ impl<'de> MapAccess<'de> for Fields<'_, 'de, '_> {
     }
 }
 
+/// Where an array or map is in its blocks of items.
+#[derive(Default)]
+struct Blocks {
+    /// Items left in the current block.
+    left: usize,
+    /// The empty block that ends the value was read.
+    done: bool,
+}
+
+impl Blocks {
+    /// Whether another item follows, reading the next block's count when one ends.
+    fn next(&mut self, reader: &mut Reader<'_>) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        if self.left == 0 {
+            self.left = reader.block()?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(false);
+            }
+        }
+        self.left -= 1;
+        Ok(true)
+    }
+}
+
 /// An array's items, block by block.
 struct Items<'a, 'de, 's> {
     reader: &'a mut Reader<'de>,
     items: &'s Schema,
-    left: usize,
-    done: bool,
+    blocks: Blocks,
     names: &'s Names<'s>,
 }
 
@@ -372,17 +396,9 @@ impl<'de> SeqAccess<'de> for Items<'_, 'de, '_> {
     type Error = DecodeError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
-        if self.done {
+        if !self.blocks.next(self.reader)? {
             return Ok(None);
         }
-        if self.left == 0 {
-            self.left = self.reader.block()?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(None);
-            }
-        }
-        self.left -= 1;
         seed.deserialize(Datum {
             reader: self.reader,
             schema: self.items,
@@ -392,7 +408,7 @@ impl<'de> SeqAccess<'de> for Items<'_, 'de, '_> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.left)
+        Some(self.blocks.left)
     }
 }
 
@@ -400,8 +416,7 @@ impl<'de> SeqAccess<'de> for Items<'_, 'de, '_> {
 struct Entries<'a, 'de, 's> {
     reader: &'a mut Reader<'de>,
     values: &'s Schema,
-    left: usize,
-    done: bool,
+    blocks: Blocks,
     names: &'s Names<'s>,
 }
 
@@ -409,17 +424,9 @@ impl<'de> MapAccess<'de> for Entries<'_, 'de, '_> {
     type Error = DecodeError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
-        if self.done {
+        if !self.blocks.next(self.reader)? {
             return Ok(None);
         }
-        if self.left == 0 {
-            self.left = self.reader.block()?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(None);
-            }
-        }
-        self.left -= 1;
         let key = self.reader.str()?;
         seed.deserialize(de::value::BorrowedStrDeserializer::new(key))
             .map(Some)
