@@ -75,9 +75,6 @@ say "visitors, customers and clients per first-touch network: touchstream report
 say "followers are not customers: micro- vs macro-conversions per social network"
 "$BIN/touchstream" report social-micro-macro --database "$DB"
 
-say "source of sale (last_non_direct): touchstream report source-of-sale"
-"$BIN/touchstream" report source-of-sale --database "$DB" --model last_non_direct
-
 say "the same purchases under every model (revenue credited to each network, EUR)"
 ch "SELECT ifNull(social_network, '(not social)') AS network, model, round(sum(revenue_credit) / 100, 2) AS revenue_eur
     FROM conversion_credits FINAL WHERE conversion_type = 'purchase'
@@ -85,5 +82,8 @@ ch "SELECT ifNull(social_network, '(not social)') AS network, model, round(sum(r
 
 say "touches and days to conversion: touchstream report path-length"
 "$BIN/touchstream" report path-length --database "$DB" --model linear
+
+say "the answer: source of sale (last_non_direct): touchstream report source-of-sale"
+"$BIN/touchstream" report source-of-sale --database "$DB" --model last_non_direct
 
 say "done; stopping the pipeline (more: touchstream report, with --help)"
