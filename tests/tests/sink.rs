@@ -345,7 +345,7 @@ async fn refused_rows_go_to_the_dlq_but_missing_or_unfitting_tables_stall_the_si
     eventually(
         "the 99 good rows of the second lot",
         Duration::from_secs(60),
-        || async { (count(&db, "SELECT count() FROM events").await == 199).then_some(()) },
+        || async { (count(&db, "SELECT count() FROM events FINAL").await == 199).then_some(()) },
     )
     .await;
     let dead = eventually("two DLQ records", Duration::from_secs(30), || async {
@@ -388,13 +388,13 @@ async fn refused_rows_go_to_the_dlq_but_missing_or_unfitting_tables_stall_the_si
         .collect();
     produce_payloads(&attributed_topic, &records(&third)).await;
     stalled(&ops, retries).await;
-    assert_eq!(count(&db, "SELECT count() FROM events").await, 199);
+    assert_eq!(count(&db, "SELECT count() FROM events FINAL").await, 199);
     assert_eq!(dlq(&topics).await.len(), 2, "nothing more dead-lettered");
     db.query("ALTER TABLE events DROP COLUMN guard2").await;
     eventually(
         "the stalled rows after the fix",
         Duration::from_secs(60),
-        || async { (count(&db, "SELECT count() FROM events").await == 219).then_some(()) },
+        || async { (count(&db, "SELECT count() FROM events FINAL").await == 219).then_some(()) },
     )
     .await;
     assert_eq!(readyz(&ops).await, 200);

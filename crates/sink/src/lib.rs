@@ -227,25 +227,27 @@ impl Application {
     async fn isolate_rejected_rows(&self, batch: &Batch, first_error: WarehouseError) -> Isolated {
         let n = batch.events.len();
         tracing::warn!(error = %first_error, rows = n, "clickhouse rejected the batch, isolating bad rows");
+        let mut rejected = Vec::new();
+        // The first and the last row on their own; the halving then covers the rows between,
+        // so no row is inserted twice.
+        let mut pending = vec![(0, n)];
         if n > 1 {
-            let mut refused = 0;
             for i in [0, n - 1] {
                 let (events, credits) = batch.slice(i, i + 1);
                 match insert(&self.clickhouse, &events, &credits).await {
                     Ok(()) => {}
                     Err(e) if stalls(&e) => return Isolated::Stalled(e.to_string()),
-                    Err(_) => refused += 1,
+                    Err(e) => rejected.push((i, e.to_string())),
                 }
             }
-            if refused == 2 {
+            if rejected.len() == 2 {
                 tracing::error!(error = %first_error, "clickhouse refuses every row: do the tables match this sink's version?");
                 return Isolated::Stalled(format!(
                     "ClickHouse refuses the first and the last row of the batch alike; the tables do not fit the rows (run `sink migrate`?): {first_error}"
                 ));
             }
+            pending = if n > 2 { vec![(1, n - 1)] } else { Vec::new() };
         }
-        let mut pending = vec![(0, n)];
-        let mut rejected = Vec::new();
         while let Some((start, end)) = pending.pop() {
             let (events, credits) = batch.slice(start, end);
             match insert(&self.clickhouse, &events, &credits).await {
@@ -259,8 +261,19 @@ impl Application {
                 }
             }
         }
-        metrics::dlq(rejected.len() as u64);
-        for (index, reason) in rejected {
+        // Each refusal once more on its own before it is dead-lettered: the table may have
+        // changed while the batch was being halved (a guard dropped between two probes).
+        let mut confirmed = Vec::with_capacity(rejected.len());
+        for (index, _) in rejected {
+            let (events, credits) = batch.slice(index, index + 1);
+            match insert(&self.clickhouse, &events, &credits).await {
+                Ok(()) => {}
+                Err(e) if stalls(&e) => return Isolated::Stalled(e.to_string()),
+                Err(e) => confirmed.push((index, e.to_string())),
+            }
+        }
+        metrics::dlq(confirmed.len() as u64);
+        for (index, reason) in confirmed {
             let (partition, offset) = batch.sources[index];
             let payload = format!("{:?}", batch.events[index]);
             self.dead_letter(
