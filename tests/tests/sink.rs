@@ -9,15 +9,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use touchstream_avro::DlqRecord;
 use touchstream_model::{
     AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
     RawEvent, TouchFields,
 };
 use touchstream_tests::{
-    FlakyProxy, ScratchDatabase, Service, TestTopics, eventually, free_port, kafka,
-    produce_payloads, read_committed_all, unique, wait_ready,
+    FlakyProxy, ScratchDatabase, Service, TestTopics, eventually, free_port, produce_payloads,
+    read_committed_all, unique, wait_ready,
 };
 use touchstream_warehouse::WarehouseConfig;
 
@@ -94,20 +93,8 @@ fn attributed(i: usize) -> AttributedEvent {
     }
 }
 
-async fn produce(topic: &str, events: impl Iterator<Item = AttributedEvent>) {
-    let producer: FutureProducer = kafka().producer("sink-test").create().unwrap();
-    for e in events {
-        let payload = touchstream_avro::encode(&e).unwrap();
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(e.event.anonymous_id.as_bytes())
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-    }
+async fn produce(topic: &str, events: &[AttributedEvent]) {
+    produce_payloads(topic, &records(events)).await;
 }
 
 fn start_sink(
@@ -180,7 +167,7 @@ async fn clickhouse_outage_pauses_and_resumes_and_a_full_replay_counts_each_even
     wait_ready(&format!("{ops}/readyz"), &sink).await;
 
     let events: Vec<AttributedEvent> = (0..600).map(attributed).collect();
-    produce(&topics.topics.attributed, events[..300].iter().cloned()).await;
+    produce(&topics.topics.attributed, &events[..300]).await;
     eventually("the first 300 events", Duration::from_secs(60), || async {
         (count(&db, "SELECT count() FROM events").await == 300).then_some(())
     })
@@ -188,7 +175,7 @@ async fn clickhouse_outage_pauses_and_resumes_and_a_full_replay_counts_each_even
 
     // ClickHouse gone: the sink retries with backoff, reports not ready, inserts nothing.
     proxy.cut();
-    produce(&topics.topics.attributed, events[300..].iter().cloned()).await;
+    produce(&topics.topics.attributed, &events[300..]).await;
     eventually("insert retries", Duration::from_secs(30), || async {
         (metric(&ops, "touchstream_sink_insert_retries_total").await >= 3.0).then_some(())
     })
@@ -314,7 +301,7 @@ async fn refused_rows_go_to_the_dlq_but_missing_or_unfitting_tables_stall_the_si
 
     // 1. No tables yet (migrations off): the sink waits for them instead of dead-lettering.
     let first: Vec<AttributedEvent> = (0..100).map(attributed).collect();
-    produce_payloads(&attributed_topic, &records(&first)).await;
+    produce(&attributed_topic, &first).await;
     let retries = stalled(&ops, 0.0).await;
     touchstream_warehouse::migrate(&WarehouseConfig {
         database: db.name.clone(),
@@ -386,7 +373,7 @@ async fn refused_rows_go_to_the_dlq_but_missing_or_unfitting_tables_stall_the_si
     let third: Vec<AttributedEvent> = (200..220)
         .map(|i| visitor(attributed(i), &format!("stall-{}", i % 3)))
         .collect();
-    produce_payloads(&attributed_topic, &records(&third)).await;
+    produce(&attributed_topic, &third).await;
     stalled(&ops, retries).await;
     assert_eq!(count(&db, "SELECT count() FROM events FINAL").await, 199);
     assert_eq!(dlq(&topics).await.len(), 2, "nothing more dead-lettered");

@@ -225,55 +225,12 @@ impl Application {
     /// each refused on their own, the table is taken not to fit the rows at all (a migration
     /// missing or a column changed by hand) and nothing is dead-lettered.
     async fn isolate_rejected_rows(&self, batch: &Batch, first_error: WarehouseError) -> Isolated {
-        let n = batch.events.len();
-        tracing::warn!(error = %first_error, rows = n, "clickhouse rejected the batch, isolating bad rows");
-        let mut rejected = Vec::new();
-        // The first and the last row on their own; the halving then covers the rows between,
-        // so no row is inserted twice.
-        let mut pending = vec![(0, n)];
-        if n > 1 {
-            for i in [0, n - 1] {
-                let (events, credits) = batch.slice(i, i + 1);
-                match insert(&self.clickhouse, &events, &credits).await {
-                    Ok(()) => {}
-                    Err(e) if stalls(&e) => return Isolated::Stalled(e.to_string()),
-                    Err(e) => rejected.push((i, e.to_string())),
-                }
-            }
-            if rejected.len() == 2 {
-                tracing::error!(error = %first_error, "clickhouse refuses every row: do the tables match this sink's version?");
-                return Isolated::Stalled(format!(
-                    "ClickHouse refuses the first and the last row of the batch alike; the tables do not fit the rows (run `sink migrate`?): {first_error}"
-                ));
-            }
-            pending = if n > 2 { vec![(1, n - 1)] } else { Vec::new() };
-        }
-        while let Some((start, end)) = pending.pop() {
-            let (events, credits) = batch.slice(start, end);
-            match insert(&self.clickhouse, &events, &credits).await {
-                Ok(()) => {}
-                Err(e) if stalls(&e) => return Isolated::Stalled(e.to_string()),
-                Err(e) if end - start == 1 => rejected.push((start, e.to_string())),
-                Err(_) => {
-                    let mid = start + (end - start) / 2;
-                    pending.push((start, mid));
-                    pending.push((mid, end));
-                }
-            }
-        }
-        // Each refusal once more on its own before it is dead-lettered: the table may have
-        // changed while the batch was being halved (a guard dropped between two probes).
-        let mut confirmed = Vec::with_capacity(rejected.len());
-        for (index, _) in rejected {
-            let (events, credits) = batch.slice(index, index + 1);
-            match insert(&self.clickhouse, &events, &credits).await {
-                Ok(()) => {}
-                Err(e) if stalls(&e) => return Isolated::Stalled(e.to_string()),
-                Err(e) => confirmed.push((index, e.to_string())),
-            }
-        }
-        metrics::dlq(confirmed.len() as u64);
-        for (index, reason) in confirmed {
+        let refused = match self.find_refused_rows(batch, &first_error).await {
+            Ok(refused) => refused,
+            Err(stalled) => return Isolated::Stalled(stalled),
+        };
+        metrics::dlq(refused.len() as u64);
+        for (index, reason) in refused {
             let (partition, offset) = batch.sources[index];
             let payload = format!("{:?}", batch.events[index]);
             self.dead_letter(
@@ -285,6 +242,71 @@ impl Application {
             .await;
         }
         Isolated::Done
+    }
+
+    /// Inserts every row of the batch ClickHouse takes and returns those it refuses, with the
+    /// reason; `Err` with a reason when the batch must wait instead.
+    async fn find_refused_rows(
+        &self,
+        batch: &Batch,
+        first_error: &WarehouseError,
+    ) -> Result<Vec<(usize, String)>, String> {
+        let n = batch.events.len();
+        tracing::warn!(error = %first_error, rows = n, "clickhouse rejected the batch, isolating bad rows");
+        let mut refused = Vec::new();
+        // The first and the last row on their own; the halving then covers the rows between,
+        // so no row is inserted twice.
+        let mut pending = vec![(0, n)];
+        if n > 1 {
+            for i in [0, n - 1] {
+                if let Some(reason) = self.try_rows(batch, i, i + 1).await? {
+                    refused.push((i, reason));
+                }
+            }
+            if refused.len() == 2 {
+                tracing::error!(error = %first_error, "clickhouse refuses every row: do the tables match this sink's version?");
+                return Err(format!(
+                    "ClickHouse refuses the first and the last row of the batch alike; the tables do not fit the rows (run `sink migrate`?): {first_error}"
+                ));
+            }
+            pending = if n > 2 { vec![(1, n - 1)] } else { Vec::new() };
+        }
+        while let Some((start, end)) = pending.pop() {
+            match self.try_rows(batch, start, end).await? {
+                None => {}
+                Some(reason) if end - start == 1 => refused.push((start, reason)),
+                Some(_) => {
+                    let mid = start + (end - start) / 2;
+                    pending.push((start, mid));
+                    pending.push((mid, end));
+                }
+            }
+        }
+        // Each refusal once more on its own before it is dead-lettered: the table may have
+        // changed while the batch was being halved (a guard dropped between two probes).
+        let mut confirmed = Vec::with_capacity(refused.len());
+        for (index, _) in refused {
+            if let Some(reason) = self.try_rows(batch, index, index + 1).await? {
+                confirmed.push((index, reason));
+            }
+        }
+        Ok(confirmed)
+    }
+
+    /// Inserts rows `start..end` of the batch: `Ok(None)` when they landed, `Ok(Some(reason))`
+    /// when ClickHouse refused them, `Err(reason)` when the batch must wait (see [`stalls`]).
+    async fn try_rows(
+        &self,
+        batch: &Batch,
+        start: usize,
+        end: usize,
+    ) -> Result<Option<String>, String> {
+        let (events, credits) = batch.slice(start, end);
+        match insert(&self.clickhouse, &events, &credits).await {
+            Ok(()) => Ok(None),
+            Err(e) if stalls(&e) => Err(e.to_string()),
+            Err(e) => Ok(Some(e.to_string())),
+        }
     }
 
     async fn dead_letter(&self, payload: &[u8], reason: &str, partition: i32, offset: i64) {
