@@ -557,6 +557,10 @@ pub fn raw_event(
         order_id: None,
         revenue: None,
         currency: None,
+        site_id: touchstream_model::DEFAULT_SITE.into(),
+        event_name: None,
+        clock_correction_ms: 0,
+        received_via: touchstream_model::received_via::EVENTS.into(),
     }
 }
 

@@ -250,12 +250,19 @@ async fn every_bad_request_gets_a_precise_answer_and_valid_events_still_go_throu
 async fn replay_backfills_a_file_through_the_same_validation() {
     let topics = TestTopics::create(1).await;
     let file = std::env::temp_dir().join(format!("{}.ndjson", unique("replay-")));
+    // A replay is history: every line keeps its own occurred_at, 90 days back here (older
+    // than a live event may be), and the event time is exactly that.
+    let old = touchstream_model::time::now_ms() - 90 * touchstream_model::time::DAY_MS;
+    let at = |mut v: Value, i: i64| {
+        v["occurred_at"] = json!(old + i);
+        v.to_string()
+    };
     let lines = [
-        click("r-1").to_string(),
-        click("r-2").to_string(),
+        at(click("r-1"), 1),
+        at(click("r-2"), 2),
         "{\"event_type\": \"click\"}".into(),
         String::new(),
-        click("r-3").to_string(),
+        at(click("r-3"), 3),
     ];
     std::fs::write(&file, lines.join("\n")).unwrap();
     let mut env = topics.env("producer");
@@ -284,6 +291,23 @@ async fn replay_backfills_a_file_through_the_same_validation() {
     )
     .await;
     assert_eq!(raw.len(), 3);
+    let mut times: Vec<(i64, String)> = raw
+        .iter()
+        .map(|m| {
+            let e: touchstream_model::RawEvent =
+                touchstream_avro::decode(m.payload().unwrap()).unwrap();
+            (e.event_time - old, e.received_via)
+        })
+        .collect();
+    times.sort();
+    assert_eq!(
+        times,
+        [
+            (1, "replay".into()),
+            (2, "replay".into()),
+            (3, "replay".into())
+        ]
+    );
     let dlq = read_topic(
         KAFKA_BROKERS,
         &topics.topics.dlq,
@@ -389,4 +413,96 @@ async fn broker_outage_gives_503s_then_recovers_and_loses_no_acknowledged_event(
     )
     .await;
     assert!(records.len() >= wanted.len());
+}
+
+/// The two time bases (attribution rules, section 2): `/v1/import` keeps each event's own
+/// `occurred_at` as its event time, 60 days back included; `/v1/events` corrects the client's
+/// clock with `sent_at` and stores the correction it applied, keeping a batch's order.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_keeps_each_events_own_time_and_live_events_record_their_correction() {
+    let topics = TestTopics::create(1).await;
+    let (_producer, url) = start_producer(&topics, KAFKA_BROKERS, &[]).await;
+    let http = reqwest::Client::new();
+    let now = touchstream_model::time::now_ms();
+    let day = touchstream_model::time::DAY_MS;
+    let at = |id: &str, occurred: i64, sent: i64| {
+        let mut v = click(id);
+        v["occurred_at"] = json!(occurred);
+        v["sent_at"] = json!(sent);
+        v
+    };
+    // History: 60 and 59 days ago, sent (as recorded) a second later; kept as they happened.
+    let history = json!([
+        at("imp-1", now - 60 * day, now - 60 * day + 1_000),
+        at("imp-2", now - 59 * day, now - 59 * day + 1_000)
+    ]);
+    let resp = http
+        .post(format!("{url}/v1/import"))
+        .json(&history)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // An import without its own time is refused, naming the field.
+    let resp = http
+        .post(format!("{url}/v1/import"))
+        .json(&json!([click("imp-3")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "occurred_at", "{body}");
+    // Live, from a client whose clock is 2 hours fast: two events 3 s and 1 s before sending.
+    let fast = now + 2 * 3_600_000;
+    let live = json!([
+        at("live-1", fast - 3_000, fast),
+        at("live-2", fast - 1_000, fast)
+    ]);
+    let (status, _) = post(
+        &http,
+        &url,
+        "application/json",
+        &[],
+        live.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let raw = read_topic(
+        KAFKA_BROKERS,
+        &topics.topics.raw,
+        Duration::from_secs(30),
+        |r| r.len() >= 4,
+    )
+    .await;
+    let events: Vec<RawEvent> = raw
+        .iter()
+        .map(|m| touchstream_avro::decode(m.payload().unwrap()).unwrap())
+        .collect();
+    let by = |id: &str| {
+        events
+            .iter()
+            .find(|e| e.anonymous_id == id)
+            .unwrap()
+            .clone()
+    };
+    let imp = by("imp-1");
+    assert_eq!(
+        (imp.event_time, imp.clock_correction_ms),
+        (now - 60 * day, 0)
+    );
+    assert_eq!(imp.received_via, "import");
+    assert_eq!(by("imp-2").event_time, now - 59 * day);
+    let (l1, l2) = (by("live-1"), by("live-2"));
+    assert_eq!(l1.received_via, "events");
+    assert_eq!(l2.event_time - l1.event_time, 2_000, "relative order kept");
+    assert!(l1.event_time <= l1.received_at && l1.received_at - l1.event_time == 3_000);
+    assert_eq!(l1.clock_correction_ms, l1.event_time - l1.occurred_at);
+    assert!(
+        l1.clock_correction_ms < -7_000_000,
+        "{}",
+        l1.clock_correction_ms
+    );
+    assert_eq!(l1.site_id, "default");
 }

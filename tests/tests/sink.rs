@@ -50,6 +50,10 @@ fn attributed(i: usize) -> AttributedEvent {
         order_id: purchase.then(|| format!("o-{i}")),
         revenue: purchase.then_some(1000),
         currency: purchase.then(|| "EUR".into()),
+        site_id: touchstream_model::DEFAULT_SITE.into(),
+        event_name: None,
+        clock_correction_ms: 0,
+        received_via: touchstream_model::received_via::EVENTS.into(),
     };
     let touch = TouchFields {
         channel: "Organic Social".into(),
@@ -74,6 +78,7 @@ fn attributed(i: usize) -> AttributedEvent {
                 content: None,
                 weight: 1.0,
                 revenue_credit: 1000.0,
+                retracted: false,
             })
             .collect(),
     });
@@ -90,6 +95,9 @@ fn attributed(i: usize) -> AttributedEvent {
         touch,
         conversion,
         event,
+        revision: 0,
+        session: Default::default(),
+        is_late: false,
     }
 }
 

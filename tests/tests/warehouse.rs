@@ -212,6 +212,10 @@ fn raw(
         order_id: None,
         revenue: None,
         currency: None,
+        site_id: touchstream_model::DEFAULT_SITE.into(),
+        event_name: None,
+        clock_correction_ms: 0,
+        received_via: touchstream_model::received_via::EVENTS.into(),
     }
 }
 
@@ -244,6 +248,9 @@ fn click(t: &Touch, anonymous_id: &str, identity: &str) -> AttributedEvent {
         lifecycle_stage: LifecycleStage::Visitor,
         purchase_count: 0,
         conversion: None,
+        revision: 0,
+        session: (&touch_fields(t)).into(),
+        is_late: false,
     }
 }
 
@@ -259,6 +266,7 @@ fn credit(model: AttributionModel, t: &Touch, weight: f64, revenue: i64) -> Cred
         content: t.content.map(Into::into),
         weight,
         revenue_credit: weight * revenue as f64,
+        retracted: false,
     }
 }
 
@@ -302,6 +310,9 @@ fn conversion(
             days_to_conversion: days,
             credits,
         }),
+        revision: 0,
+        session: Default::default(),
+        is_late: false,
     }
 }
 
@@ -385,6 +396,7 @@ fn fixture_rows() -> (Vec<EventRow>, Vec<CreditRow>) {
 
 fn january(model: AttributionModel) -> ReportParams {
     ReportParams {
+        site: "default".into(),
         from: datetime!(2026-01-01 00:00 UTC),
         to: datetime!(2026-02-01 00:00 UTC),
         model,
@@ -664,6 +676,135 @@ async fn assert_reports(client: &clickhouse::Client) {
 
 // -------------------------------------------------------------------------------------- tests
 
+/// An upgrade from a release before migration 0003: rows written into the tables 0001 and 0002
+/// created are copied into the rebuilt tables (site `default`, revision 0, their old sources in
+/// both the event- and session-scoped columns), the reports read them, and the old tables are
+/// kept because they held rows. On a new database (every other test here) they are dropped.
+#[tokio::test]
+async fn migrating_a_database_written_before_sites_keeps_its_rows() {
+    let db = ScratchDb::new();
+    touchstream_warehouse::migrate::migrate_up_to(&db.cfg, 2)
+        .await
+        .unwrap();
+    let old_click = "00000000-0000-4000-8000-00000000c001";
+    let old_purchase = "00000000-0000-4000-8000-00000000b001";
+    for sql in [
+        format!(
+            "INSERT INTO events (event_id, event_type, event_time, event_time_ms, occurred_at_ms,
+                received_at, received_at_ms, ingested_at, ingested_at_ms, anonymous_id, identity_id,
+                session_id, page_url, channel, source, medium, social_network, opens_touch,
+                lifecycle_stage, purchase_count)
+             VALUES ('{old_click}', 'click', toDateTime('2026-01-10 00:00:00', 'UTC'), 1768003200000,
+                1768003200000, toDateTime('2026-01-10 00:00:00', 'UTC'), 1768003200000,
+                toDateTime('2026-01-10 00:00:00', 'UTC'), 1768003200000, 'anon-old', 'anon-old', 's',
+                'https://shop.example/', 'Organic Social', 'linkedin', 'referral', 'linkedin', 1,
+                'visitor', 0)"
+        ),
+        format!(
+            "INSERT INTO events (event_id, event_type, event_time, event_time_ms, occurred_at_ms,
+                received_at, received_at_ms, ingested_at, ingested_at_ms, anonymous_id, identity_id,
+                session_id, page_url, order_id, revenue, currency, channel, source, medium,
+                social_network, opens_touch, lifecycle_stage, purchase_count, touches_to_conversion,
+                days_to_conversion)
+             VALUES ('{old_purchase}', 'purchase', toDateTime('2026-01-11 00:00:00', 'UTC'),
+                1768089600000, 1768089600000, toDateTime('2026-01-11 00:00:00', 'UTC'), 1768089600000,
+                toDateTime('2026-01-11 00:00:00', 'UTC'), 1768089600000, 'anon-old', 'anon-old', 's',
+                'https://shop.example/thanks', 'o-old', 2500, 'EUR', 'Organic Social', 'linkedin',
+                'referral', 'linkedin', 0, 'client', 1, 1, 1.0)"
+        ),
+        format!(
+            "INSERT INTO conversion_credits (conversion_event_id, conversion_type, conversion_time,
+                conversion_time_ms, identity_id, model, touch_event_id, touch_time, touch_time_ms,
+                channel, source, social_network, weight, revenue, revenue_credit, currency,
+                touches_to_conversion, days_to_conversion, ingested_at, ingested_at_ms)
+             VALUES ('{old_purchase}', 'purchase', toDateTime('2026-01-11 00:00:00', 'UTC'),
+                1768089600000, 'anon-old', 'last_non_direct', '{old_click}',
+                toDateTime('2026-01-10 00:00:00', 'UTC'), 1768003200000, 'Organic Social', 'linkedin',
+                'linkedin', 1.0, 2500, 2500.0, 'EUR', 1, 1.0, toDateTime('2026-01-11 00:00:00', 'UTC'),
+                1768089600000)"
+        ),
+    ] {
+        db.client().query(&sql).execute().await.unwrap();
+    }
+
+    let applied = migrate(&db.cfg).await.unwrap();
+    assert_eq!(applied, ["0003_sites_and_revisions"]);
+    let copied = db
+        .client()
+        .query(
+            "SELECT toString(event_id), site_id, revision, channel, session_source, clock_correction_ms
+             FROM events FINAL ORDER BY event_time_ms",
+        )
+        .fetch_all::<(String, String, u32, String, String, i64)>()
+        .await
+        .unwrap();
+    assert_eq!(
+        copied,
+        [
+            (
+                old_click.into(),
+                "default".into(),
+                0,
+                "Organic Social".into(),
+                "linkedin".into(),
+                0
+            ),
+            (
+                old_purchase.into(),
+                "default".into(),
+                0,
+                "Organic Social".into(),
+                "linkedin".into(),
+                0
+            ),
+        ]
+    );
+    let credit = db
+        .client()
+        .query("SELECT anonymous_id, site_id, weight, retracted FROM conversion_credits FINAL")
+        .fetch_all::<(String, String, f64, u8)>()
+        .await
+        .unwrap();
+    assert_eq!(credit, [("anon-old".into(), "default".into(), 1.0, 0)]);
+    let table = report(
+        &db.client(),
+        "source-of-sale",
+        &january(AttributionModel::LastNonDirect),
+    )
+    .await;
+    assert_eq!(
+        table.rows,
+        [[
+            "Organic Social",
+            "linkedin",
+            "linkedin",
+            "1",
+            "0",
+            "2500",
+            "EUR"
+        ]]
+    );
+
+    let tables = db
+        .client()
+        .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
+        .bind(&db.cfg.database)
+        .fetch_all::<String>()
+        .await
+        .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "conversion_credits",
+            "conversion_credits_0002",
+            "events",
+            "events_0002",
+            "schema_migrations"
+        ]
+    );
+    assert_eq!(migrate(&db.cfg).await.unwrap(), Vec::<String>::new());
+}
+
 /// (a) Two migrations at once on a fresh database, then a third: every statement is safe to
 /// repeat, nothing fails, and `schema_migrations` records each migration once.
 #[tokio::test]
@@ -779,6 +920,133 @@ async fn replayed_batches_do_not_double_count_before_merges() {
         db.count("SELECT count() FROM conversion_credits").await,
         2 * c
     );
+}
+
+/// A conversion re-credited by a later revision (a late touch arrived) counts with its latest
+/// credit set only, before merges, whatever order the revisions were inserted in: p1 (10 000
+/// EUR, last_non_direct to google's c2) moves to a late linkedin touch c9, and c2's credit is
+/// retracted.
+#[tokio::test]
+async fn a_re_credited_conversion_counts_with_its_latest_revision_only() {
+    let db = ScratchDb::migrated().await;
+    for table in ["events", "conversion_credits"] {
+        db.client()
+            .query("SYSTEM STOP MERGES ?")
+            .bind(clickhouse::sql::Identifier(&format!(
+                "{}.{table}",
+                db.cfg.database
+            )))
+            .execute()
+            .await
+            .unwrap();
+    }
+    const C9: Touch = Touch {
+        event: 9,
+        time: T0 + 2 * DAY + HOUR,
+        channel: "Organic Social",
+        source: "linkedin",
+        social: Some("linkedin"),
+        campaign: None,
+        content: None,
+    };
+    let p1 = fixture()
+        .into_iter()
+        .find(|e| e.event.event_id == id(12))
+        .unwrap();
+    let mut revised = conversion(
+        p1.event.clone(),
+        "user-alice",
+        LifecycleStage::Client,
+        1,
+        &[&C1, &C2, &C9],
+        3.0,
+        Some((10_000, "EUR")),
+    );
+    revised.revision = 1;
+    if let Some(c) = revised.conversion.as_mut() {
+        c.credits.push(Credit {
+            weight: 0.0,
+            revenue_credit: 0.0,
+            retracted: true,
+            ..credit(AttributionModel::LastNonDirect, &C2, 0.0, 10_000)
+        });
+    }
+    let (revised_row, revised_credits) = rows_of(&revised, T0 + 31 * DAY);
+    let (events, credits) = fixture_rows();
+    // The revision first, then the original twice: arrival order must not matter.
+    insert(
+        &db.client(),
+        std::slice::from_ref(&revised_row),
+        &revised_credits,
+    )
+    .await
+    .unwrap();
+    insert(&db.client(), &events, &credits).await.unwrap();
+    insert(&db.client(), &events, &credits).await.unwrap();
+
+    let t = report(
+        &db.client(),
+        "source-of-sale",
+        &january(AttributionModel::LastNonDirect),
+    )
+    .await;
+    assert_eq!(
+        t.rows,
+        [
+            [
+                "Organic Social",
+                "linkedin",
+                "linkedin",
+                "1",
+                "0",
+                "10000",
+                "EUR"
+            ],
+            [
+                "Paid Social",
+                "facebook",
+                "facebook",
+                "1",
+                "0",
+                "4000",
+                "EUR"
+            ],
+            ["Organic Search", "google", "", "0", "1", "0", ""],
+            ["Organic Social", "facebook", "facebook", "0", "1", "0", ""],
+        ]
+    );
+    let t = report(
+        &db.client(),
+        "path-length",
+        &january(AttributionModel::Linear),
+    )
+    .await;
+    let touches: Vec<(String, String)> = t
+        .rows
+        .iter()
+        .filter(|r| r[0] == "touches")
+        .map(|r| (r[1].clone(), r[2].clone()))
+        .collect();
+    // s1 and p2 before: 2 and 3 touches; p1 now 3 (was 2); d1 1.
+    assert_eq!(
+        touches,
+        [
+            ("1".into(), "1".into()),
+            ("2".into(), "1".into()),
+            ("3".into(), "2".into())
+        ]
+    );
+    let linear: f64 = db
+        .client()
+        .query(
+            "SELECT sum(weight) FROM conversion_credits FINAL
+             WHERE model = 'linear' AND conversion_event_id = toUUID(?)",
+        )
+        .bind(id(12))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!((linear - 1.0).abs() < 1e-9, "{linear}");
 }
 
 /// (e) The reader user can run reports but cannot write or change the schema.

@@ -116,6 +116,10 @@ fn events(n: usize) -> Vec<RawEvent> {
                 order_id: purchase.then(|| format!("order-{i}")),
                 revenue: purchase.then_some(4999),
                 currency: purchase.then(|| "EUR".into()),
+                site_id: touchstream_model::DEFAULT_SITE.into(),
+                event_name: None,
+                clock_correction_ms: 0,
+                received_via: touchstream_model::received_via::EVENTS.into(),
             }
         })
         .collect()

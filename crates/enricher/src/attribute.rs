@@ -138,6 +138,9 @@ impl Attributor {
             opens_touch,
             conversion,
             event: raw,
+            revision: 0,
+            session: touchstream_model::SessionSource::default(),
+            is_late: placed.beyond_lateness,
         }
     }
 
@@ -190,6 +193,7 @@ fn to_wire(c: touchstream_attribution::ConversionCredits) -> touchstream_model::
                 content: k.content,
                 weight: k.weight,
                 revenue_credit: k.revenue_credit,
+                retracted: false,
             })
             .collect(),
     }

@@ -156,6 +156,10 @@ mod tests {
             order_id: page_url.contains("thanks").then(|| "o-1".into()),
             revenue: page_url.contains("thanks").then_some(4900),
             currency: page_url.contains("thanks").then(|| "EUR".into()),
+            site_id: touchstream_model::DEFAULT_SITE.into(),
+            event_name: None,
+            clock_correction_ms: 0,
+            received_via: touchstream_model::received_via::EVENTS.into(),
         }
     }
 

@@ -184,7 +184,7 @@ fn main() {
         let url = format!("http://{}/v1/events", served.addr);
 
         // Record size on the wire, for the baseline.
-        let ctx = touchstream_model::incoming::ServerContext { received_at: touchstream_model::time::now_ms(), ip: Some("127.0.0.0".into()), user_agent: None };
+        let ctx = touchstream_model::incoming::ServerContext { received_at: touchstream_model::time::now_ms(), ip: Some("127.0.0.0".into()), ..Default::default() };
         let raw = touchstream_model::incoming::validate(&event(1), &ctx, &Default::default(), || "x".into()).unwrap();
         let record_size = touchstream_avro::encode(&raw).unwrap().len();
 

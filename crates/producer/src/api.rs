@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use touchstream_model::incoming::{ServerContext, ValidationLimits, anonymize_ip, validate};
 use touchstream_model::time::now_ms;
+use touchstream_model::{DEFAULT_SITE, received_via};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::body::{self, BodyError, Limits};
@@ -54,6 +55,7 @@ pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>) -> Router {
     });
     Router::new()
         .route("/v1/events", post(collect))
+        .route("/v1/import", post(import))
         .route("/v1/p.gif", get(pixel))
         .route("/t.js", get(tracker))
         .layer(cors(&cfg.cors_origins))
@@ -142,7 +144,11 @@ fn wants_no_tracking(headers: &HeaderMap) -> bool {
         .any(|h| headers.get(*h).is_some_and(|v| v.as_bytes() == b"1"))
 }
 
-fn server_context(headers: &HeaderMap, peer: SocketAddr) -> ServerContext {
+fn server_context(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    received_via: &'static str,
+) -> ServerContext {
     ServerContext {
         received_at: now_ms(),
         ip: Some(anonymize_ip(peer.ip())),
@@ -150,20 +156,39 @@ fn server_context(headers: &HeaderMap, peer: SocketAddr) -> ServerContext {
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        site_id: DEFAULT_SITE.to_owned(),
+        received_via,
     }
 }
 
+/// `POST /v1/events`: live events; clock skew is corrected against `sent_at`.
 async fn collect(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let response = match collect_inner(&state, peer, &headers, body).await {
+    let response = match collect_inner(&state, peer, &headers, body, received_via::EVENTS).await {
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err(e) => e.into_response(),
     };
     metrics::request("/v1/events", response.status().as_u16());
+    response
+}
+
+/// `POST /v1/import`: the same body as `/v1/events`, for history: each event's `occurred_at`
+/// (required) is its event time, as sent.
+async fn import(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let response = match collect_inner(&state, peer, &headers, body, received_via::IMPORT).await {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    metrics::request("/v1/import", response.status().as_u16());
     response
 }
 
@@ -172,6 +197,7 @@ async fn collect_inner(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
+    received_via: &'static str,
 ) -> Result<(StatusCode, CollectResponse), ApiError> {
     let reject_body = |e: BodyError| {
         metrics::rejected(e.category(), 1);
@@ -201,7 +227,7 @@ async fn collect_inner(
             },
         ));
     }
-    let ctx = server_context(headers, peer);
+    let ctx = server_context(headers, peer, received_via);
     accept(state, &ctx, events).await
 }
 
@@ -218,7 +244,12 @@ async fn accept(
         match validate(value, ctx, &state.validation, || {
             uuid::Uuid::now_v7().to_string()
         }) {
-            Ok(e) => valid.push(e),
+            Ok(e) => {
+                if !ctx.is_import() {
+                    metrics::clock_correction(e.clock_correction_ms);
+                }
+                valid.push(e)
+            }
             Err(field_errors) => {
                 rejected += 1;
                 let reason = field_errors
@@ -295,7 +326,7 @@ async fn pixel(
     let status = if state.honour_dnt && wants_no_tracking(&headers) {
         StatusCode::OK
     } else {
-        let ctx = server_context(&headers, peer);
+        let ctx = server_context(&headers, peer, received_via::PIXEL);
         match accept(&state, &ctx, vec![Value::Object(event)]).await {
             Ok((status, _)) => status,
             Err(e) => e.into_response().status(),

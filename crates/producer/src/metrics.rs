@@ -40,3 +40,16 @@ pub fn dlq_written() {
 pub fn dlq_failed() {
     counter!("touchstream_producer_dlq_errors_total").increment(1);
 }
+
+/// The clock-skew correction applied to a live event (`event_time − occurred_at`), as an
+/// absolute number of seconds; `direction` says whether the client's clock was behind (the
+/// event moved later) or ahead.
+pub fn clock_correction(ms: i64) {
+    let direction = if ms >= 0 {
+        "client_behind"
+    } else {
+        "client_ahead"
+    };
+    histogram!("touchstream_producer_clock_correction_seconds", "direction" => direction)
+        .record(ms.unsigned_abs() as f64 / 1000.0);
+}

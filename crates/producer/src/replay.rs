@@ -60,7 +60,7 @@ pub async fn replay(
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let limits = ValidationLimits {
-        max_past_ms: i64::MAX / 4,
+        max_import_past_ms: i64::MAX / 4,
         ..ValidationLimits::default()
     };
     let mut summary = ReplaySummary::default();
@@ -71,10 +71,11 @@ pub async fn replay(
         if line.trim().is_empty() {
             continue;
         }
+        // A replay is history: each event keeps its own occurred_at (rules, section 2).
         let ctx = ServerContext {
             received_at: now_ms(),
-            ip: None,
-            user_agent: None,
+            received_via: touchstream_model::received_via::REPLAY,
+            ..ServerContext::default()
         };
         let outcome = serde_json::from_str::<Value>(&line)
             .map_err(|e| format!("line {}: not JSON: {e}", n + 1))

@@ -73,6 +73,10 @@ fn event(i: usize, now: i64) -> AttributedEvent {
             order_id: purchase.then(|| format!("o-{i}")),
             revenue: purchase.then_some(4900),
             currency: purchase.then(|| "EUR".into()),
+            site_id: touchstream_model::DEFAULT_SITE.into(),
+            event_name: None,
+            clock_correction_ms: 0,
+            received_via: touchstream_model::received_via::EVENTS.into(),
         },
         touch: TouchFields {
             channel: "Organic Social".into(),
@@ -107,9 +111,13 @@ fn event(i: usize, now: i64) -> AttributedEvent {
                     content: None,
                     weight: 1.0,
                     revenue_credit: 4900.0,
+                    retracted: false,
                 })
                 .collect(),
         }),
+        revision: 0,
+        session: Default::default(),
+        is_late: false,
     }
 }
 

@@ -61,7 +61,7 @@ pub enum CodecError {
     )]
     NotSingleObject { found: [u8; 2] },
     #[error(
-        "payload was written with schema fingerprint {found}, but {expected_name} has fingerprint {expected}: an unknown or incompatible schema"
+        "payload was written with schema fingerprint {found}, but {expected_name} has fingerprint {expected} (and no earlier version it reads has {found}): an unknown or incompatible schema"
     )]
     UnknownSchema {
         found: String,
@@ -103,17 +103,18 @@ pub fn encode<T: WireType>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(buf)
 }
 
+/// Decodes a payload written with the current schema of `T` or one of its earlier versions.
 pub fn decode<T: WireType>(bytes: &[u8]) -> Result<T, CodecError> {
     let info = T::schema();
-    let mut body = check_header(bytes, info)?;
+    let (mut body, writer, names) = check_header(bytes, info)?;
     // Straight from the bytes into `T`, strictly: a datum that ends early is an error (see
-    // `de`), so a truncated payload never decodes into a record with fields missing.
-    let decoded = de::from_slice::<T>(&mut body, info.schema, &info.names).map_err(|e| {
-        CodecError::Corrupt {
+    // `de`), so a truncated payload never decodes into a record with fields missing. Fields
+    // an earlier writer did not have take their serde defaults.
+    let decoded =
+        de::from_slice::<T>(&mut body, writer, names).map_err(|e| CodecError::Corrupt {
             name: info.name,
             source: e,
-        }
-    })?;
+        })?;
     if !body.is_empty() {
         return Err(CodecError::TrailingBytes {
             name: info.name,
@@ -123,7 +124,9 @@ pub fn decode<T: WireType>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(decoded)
 }
 
-fn check_header<'a>(bytes: &'a [u8], info: &SchemaInfo) -> Result<&'a [u8], CodecError> {
+type Checked<'a> = (&'a [u8], &'static Schema, &'static de::Names<'static>);
+
+fn check_header<'a>(bytes: &'a [u8], info: &'static SchemaInfo) -> Result<Checked<'a>, CodecError> {
     if bytes.len() < HEADER_LEN {
         return Err(CodecError::TooShort { len: bytes.len() });
     }
@@ -133,14 +136,14 @@ fn check_header<'a>(bytes: &'a [u8], info: &SchemaInfo) -> Result<&'a [u8], Code
             found: [header[0], header[1]],
         });
     }
-    if header[2..] != info.header[2..] {
-        return Err(CodecError::UnknownSchema {
+    match info.writer(&header[2..]) {
+        Some((schema, names)) => Ok((body, schema, names)),
+        None => Err(CodecError::UnknownSchema {
             found: hex(&header[2..]),
             expected: hex(&info.header[2..]),
             expected_name: info.name,
-        });
+        }),
     }
-    Ok(body)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use touchstream_model::{
     AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
-    RawEvent, TouchFields,
+    RawEvent, SessionSource, TouchFields,
 };
 
 use super::*;
@@ -34,6 +34,10 @@ fn purchase() -> RawEvent {
         order_id: Some("o-1".into()),
         revenue: Some(4999),
         currency: Some("EUR".into()),
+        site_id: "shop".into(),
+        event_name: Some("Order Completed".into()),
+        clock_correction_ms: 500,
+        received_via: "segment".into(),
     }
 }
 
@@ -63,8 +67,19 @@ fn attributed() -> AttributedEvent {
                 content: None,
                 weight: 0.5,
                 revenue_credit: 2499.5,
+                retracted: false,
             }],
         }),
+        revision: 2,
+        session: SessionSource {
+            channel: "Organic Social".into(),
+            source: "facebook".into(),
+            medium: "referral".into(),
+            campaign: None,
+            content: Some("post-1".into()),
+            social_network: Some("facebook".into()),
+        },
+        is_late: true,
     }
 }
 
@@ -180,19 +195,103 @@ fn decodes_what_the_generic_writer_writes() {
 
 #[test]
 fn a_union_cut_at_its_end_is_corrupt_not_null() {
-    // The last field of a raw event is `currency`, a [null, string] union. Cut right after its
-    // branch index: apache-avro's reader would return the record with currency = null.
+    // `event_name` is a [null, string] union near the end of a raw event. Cut right after its
+    // branch index: apache-avro's reader would return the record with event_name = null.
     let e = RawEvent {
-        currency: Some("EUR".into()),
+        event_name: Some("Order Completed".into()),
+        clock_correction_ms: 0,
+        received_via: "events".into(),
         ..purchase()
     };
     let bytes = encode(&e).unwrap();
-    let cut = &bytes[..bytes.len() - 4]; // drops "EUR" and its length byte
+    // The tail after the branch index: the name (length byte + 15), the correction (one byte
+    // for 0) and received_via (length byte + 6).
+    let cut = &bytes[..bytes.len() - (1 + 15) - 1 - (1 + 6)];
     let err = decode::<RawEvent>(cut).unwrap_err();
     assert!(
-        err.to_string().contains("currency") && err.to_string().contains("ends early"),
+        err.to_string().contains("event_name") && err.to_string().contains("ends early"),
         "{err}"
     );
+}
+
+/// Encodes `value` with an earlier version of its schema (the fields that version lacks are
+/// dropped first), through apache-avro's generic writer.
+fn encode_with_earlier<T: WireType>(value: &T, earlier: &str, drop: &[&str]) -> Vec<u8> {
+    fn strip(v: &mut serde_json::Value, drop: &[&str]) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for field in drop {
+                    map.remove(*field);
+                }
+                map.values_mut().for_each(|c| strip(c, drop));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|c| strip(c, drop)),
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(value).unwrap();
+    strip(&mut json, drop);
+    let mut schema_json: serde_json::Value = serde_json::from_str(earlier).unwrap();
+    let raw_v1: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../schemas/avro/history/raw_event.1.avsc"
+    ))
+    .unwrap();
+    schemas::inline_named(&mut schema_json, "touchstream.RawEvent", &raw_v1);
+    let schema = apache_avro::Schema::parse(&schema_json).unwrap();
+    let generic = apache_avro::types::Value::from(json)
+        .resolve(&schema)
+        .unwrap();
+    let fp = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&fp[..8]);
+    bytes.extend(apache_avro::to_avro_datum(&schema, generic).unwrap());
+    bytes
+}
+
+#[test]
+fn records_written_with_the_first_schemas_still_decode_with_defaults() {
+    let new_raw = [
+        "site_id",
+        "event_name",
+        "clock_correction_ms",
+        "received_via",
+    ];
+    let old = encode_with_earlier(
+        &purchase(),
+        include_str!("../../../schemas/avro/history/raw_event.1.avsc"),
+        &new_raw,
+    );
+    assert_ne!(
+        old[..10],
+        RawEvent::schema().header,
+        "a different fingerprint"
+    );
+    let back = decode::<RawEvent>(&old).unwrap();
+    assert_eq!(
+        back,
+        RawEvent {
+            site_id: "default".into(),
+            event_name: None,
+            clock_correction_ms: 0,
+            received_via: "events".into(),
+            ..purchase()
+        }
+    );
+
+    let mut drop = new_raw.to_vec();
+    drop.extend(["revision", "session", "is_late", "retracted"]);
+    let old = encode_with_earlier(
+        &attributed(),
+        include_str!("../../../schemas/avro/history/attributed_event.1.avsc"),
+        &drop,
+    );
+    let back = decode::<AttributedEvent>(&old).unwrap();
+    assert_eq!((back.revision, back.is_late), (0, false));
+    assert_eq!(back.session, SessionSource::default());
+    assert_eq!(back.event.site_id, "default");
+    let credits = &back.conversion.as_ref().unwrap().credits;
+    assert!(!credits[0].retracted);
+    assert_eq!(credits[0].weight, 0.5);
 }
 
 proptest! {

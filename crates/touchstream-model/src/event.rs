@@ -1,5 +1,6 @@
-//! Wire types. Field names are the exact vocabulary of DESIGN.md: Avro schemas, ClickHouse
-//! columns and dashboards depend on them, so renaming one is a schema migration.
+//! Wire types. Field names are the product's vocabulary: Avro schemas, ClickHouse columns and
+//! dashboards depend on them, so renaming one is a schema migration. Fields added after the
+//! first release come last and carry serde defaults, so records written before them decode.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,7 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The four things a web frontend reports.
+/// What a web frontend (or a server, or an analytics SDK) reports. New kinds are only ever
+/// appended: the Avro enum and ClickHouse's `Enum8` codes follow this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventType {
@@ -19,10 +21,23 @@ pub enum EventType {
     Download,
     /// Macro-conversion.
     Purchase,
+    /// Says which user a device belongs to (a sign-in, Segment's `identify`/`alias`); never a
+    /// touch, never a conversion.
+    Identify,
+    /// Anything else a site tracks (`event_name` says what): stored, never a touch, never a
+    /// conversion.
+    Custom,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [Self::Click, Self::Signup, Self::Download, Self::Purchase];
+    pub const ALL: [EventType; 6] = [
+        Self::Click,
+        Self::Signup,
+        Self::Download,
+        Self::Purchase,
+        Self::Identify,
+        Self::Custom,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -30,6 +45,8 @@ impl EventType {
             Self::Signup => "signup",
             Self::Download => "download",
             Self::Purchase => "purchase",
+            Self::Identify => "identify",
+            Self::Custom => "custom",
         }
     }
 
@@ -37,10 +54,36 @@ impl EventType {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    /// Signup, download and purchase are conversions; a click never is.
+    /// Signup, download and purchase are conversions; nothing else is.
     pub fn is_conversion(self) -> bool {
-        !matches!(self, Self::Click)
+        matches!(self, Self::Signup | Self::Download | Self::Purchase)
     }
+}
+
+/// The site every event belongs to when a deployment serves only one.
+pub const DEFAULT_SITE: &str = "default";
+
+fn default_site() -> String {
+    DEFAULT_SITE.to_owned()
+}
+
+/// How an event reached the collector, which decides its time basis (see
+/// `schemas/attribution-rules.md`, section 2).
+pub mod received_via {
+    /// `POST /v1/events`, `t.js`: live, clock skew corrected.
+    pub const EVENTS: &str = "events";
+    /// `GET /v1/p.gif`: live.
+    pub const PIXEL: &str = "pixel";
+    /// The Segment-compatible routes: live, Segment's time rule.
+    pub const SEGMENT: &str = "segment";
+    /// `POST /v1/import`: history, `occurred_at` kept as the event time.
+    pub const IMPORT: &str = "import";
+    /// `producer replay FILE`: history, like an import.
+    pub const REPLAY: &str = "replay";
+}
+
+fn default_received_via() -> String {
+    received_via::EVENTS.to_owned()
 }
 
 /// One accepted event as the collector puts it on `touchstream.events.raw`
@@ -81,9 +124,80 @@ pub struct RawEvent {
     /// Minor units (cents).
     pub revenue: Option<i64>,
     pub currency: Option<String>,
+    // Added after the first release: defaults let records written before them still decode.
+    /// The site (tenant) the event belongs to; state, identity and reports never mix sites.
+    #[serde(default = "default_site")]
+    pub site_id: String,
+    /// The client's own name for the event (Segment's `event`, a page name), if it gave one.
+    #[serde(default)]
+    pub event_name: Option<String>,
+    /// `event_time − occurred_at`: the clock-skew correction the collector applied (0 for
+    /// imports and for events sent without `sent_at`).
+    #[serde(default)]
+    pub clock_correction_ms: i64,
+    /// Which route brought it: one of [`received_via`]'s names.
+    #[serde(default = "default_received_via")]
+    pub received_via: String,
 }
 
-/// How the touch carried by an event was classified (see DESIGN.md, attribution vocabulary).
+impl RawEvent {
+    /// An event with only what every event has; the type-specific and optional fields are
+    /// empty, the site is the default one, and all four times are `event_time`.
+    pub fn new(
+        event_id: impl Into<String>,
+        event_type: EventType,
+        anonymous_id: impl Into<String>,
+        event_time: i64,
+        page_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            event_id: event_id.into(),
+            event_type,
+            anonymous_id: anonymous_id.into(),
+            user_id: None,
+            occurred_at: event_time,
+            sent_at: None,
+            received_at: event_time,
+            event_time,
+            page_url: page_url.into(),
+            referrer: None,
+            user_agent: None,
+            ip: None,
+            properties: BTreeMap::new(),
+            target_url: None,
+            element: None,
+            signup_kind: None,
+            method: None,
+            asset_id: None,
+            asset_kind: None,
+            order_id: None,
+            revenue: None,
+            currency: None,
+            site_id: default_site(),
+            event_name: None,
+            clock_correction_ms: 0,
+            received_via: default_received_via(),
+        }
+    }
+
+    /// The Kafka key of the device this event came from: `site_id/anonymous_id` (a site id
+    /// never contains `/`).
+    pub fn device_key(&self) -> String {
+        device_key(&self.site_id, &self.anonymous_id)
+    }
+}
+
+/// `site_id/anonymous_id`: the key of a device on the raw and attributed topics and in the
+/// enricher's state.
+pub fn device_key(site_id: &str, anonymous_id: &str) -> String {
+    let mut key = String::with_capacity(site_id.len() + 1 + anonymous_id.len());
+    key.push_str(site_id);
+    key.push('/');
+    key.push_str(anonymous_id);
+    key
+}
+
+/// How an event's own hit was classified (the vocabulary is in the README).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TouchFields {
     /// GA4 default channel group name, or "AI Assistant".
@@ -157,7 +271,7 @@ impl fmt::Display for LifecycleStage {
     }
 }
 
-/// DESIGN.md's attribution models; every conversion is credited under all of them.
+/// The attribution models; every conversion is credited under all of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttributionModel {
@@ -204,7 +318,7 @@ impl fmt::Display for AttributionModel {
     }
 }
 
-/// A string that is not one of DESIGN.md's model names.
+/// A string that is not one of the model names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownModel(pub String);
 
@@ -246,6 +360,10 @@ pub struct Credit {
     pub weight: f64,
     /// weight × revenue, in minor units (0 for micro-conversions without revenue).
     pub revenue_credit: f64,
+    /// This touch was credited by an earlier revision of the conversion and no longer is:
+    /// weight and revenue credit are 0, and the row supersedes the earlier one.
+    #[serde(default)]
+    pub retracted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -271,4 +389,55 @@ pub struct AttributedEvent {
     /// Purchases of this identity so far, this one included.
     pub purchase_count: i32,
     pub conversion: Option<ConversionCredits>,
+    // Added after the first release (defaults keep earlier records readable).
+    /// 0 when first attributed; a conversion credited again (a late touch, a device linked
+    /// late) is written again with a higher revision, and readers keep the highest.
+    #[serde(default)]
+    pub revision: i32,
+    /// The session-scoped source: the touch that opened this event's session (Direct when
+    /// the session did not start with a touch). `touch` is the event's own hit.
+    #[serde(default)]
+    pub session: SessionSource,
+    /// The event arrived later than the allowed lateness behind its device's newest event:
+    /// attributed best effort.
+    #[serde(default)]
+    pub is_late: bool,
+}
+
+/// The source of a session: the classification of the touch that opened it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionSource {
+    pub channel: String,
+    pub source: String,
+    pub medium: String,
+    pub campaign: Option<String>,
+    pub content: Option<String>,
+    pub social_network: Option<String>,
+}
+
+impl Default for SessionSource {
+    /// A session that did not start with a touch.
+    fn default() -> Self {
+        Self {
+            channel: "Direct".into(),
+            source: "(direct)".into(),
+            medium: "(none)".into(),
+            campaign: None,
+            content: None,
+            social_network: None,
+        }
+    }
+}
+
+impl From<&TouchFields> for SessionSource {
+    fn from(t: &TouchFields) -> Self {
+        Self {
+            channel: t.channel.clone(),
+            source: t.source.clone(),
+            medium: t.medium.clone(),
+            campaign: t.campaign.clone(),
+            content: t.content.clone(),
+            social_network: t.social_network.clone(),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::event::{EventType, RawEvent};
+use crate::event::{EventType, RawEvent, received_via};
 use crate::time::{DAY_MS, MINUTE_MS, corrected_event_time, parse_rfc3339_ms};
 
 /// An event as received, before validation: a JSON object.
@@ -39,13 +39,40 @@ impl std::fmt::Display for FieldError {
 }
 
 /// What the collector knows about the request an event came in.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ServerContext {
     pub received_at: i64,
     /// Already truncated (see [`anonymize_ip`]).
     pub ip: Option<String>,
     /// The request's User-Agent header, used when the event has none.
     pub user_agent: Option<String>,
+    /// The site the request was authenticated for (a write key or a configured host).
+    pub site_id: String,
+    /// Which route: one of [`received_via`]'s names. It decides the time basis: live routes
+    /// correct the client's clock skew, imports keep `occurred_at`.
+    pub received_via: &'static str,
+}
+
+impl Default for ServerContext {
+    fn default() -> Self {
+        Self {
+            received_at: 0,
+            ip: None,
+            user_agent: None,
+            site_id: crate::event::DEFAULT_SITE.to_owned(),
+            received_via: received_via::EVENTS,
+        }
+    }
+}
+
+impl ServerContext {
+    /// Imports and replays carry history: their `occurred_at` is the event time.
+    pub fn is_import(&self) -> bool {
+        matches!(
+            self.received_via,
+            received_via::IMPORT | received_via::REPLAY
+        )
+    }
 }
 
 /// Bounds that keep one event from being absurd.
@@ -56,8 +83,10 @@ pub struct ValidationLimits {
     pub max_properties: usize,
     /// How far ahead of our clock a (skew-corrected) event time may be.
     pub max_future_ms: i64,
-    /// How far back an event may be (replays of old files are fine, year-1970 clocks are not).
+    /// How far back a live event may be (year-1970 clocks are not fine).
     pub max_past_ms: i64,
+    /// How far back an imported event may be.
+    pub max_import_past_ms: i64,
 }
 
 impl Default for ValidationLimits {
@@ -68,6 +97,7 @@ impl Default for ValidationLimits {
             max_properties: 64,
             max_future_ms: 10 * MINUTE_MS,
             max_past_ms: 400 * DAY_MS,
+            max_import_past_ms: 10 * 366 * DAY_MS,
         }
     }
 }
@@ -83,7 +113,10 @@ const COMMON_FIELDS: &[&str] = &[
     "referrer",
     "user_agent",
     "properties",
+    "event_name",
 ];
+
+const EVENT_TYPES: &str = "one of click, signup, download, purchase, identify, custom";
 
 /// Fields only one event type may carry.
 fn type_fields(t: EventType) -> &'static [&'static str] {
@@ -92,6 +125,7 @@ fn type_fields(t: EventType) -> &'static [&'static str] {
         EventType::Signup => &["signup_kind", "method"],
         EventType::Download => &["asset_id", "asset_kind"],
         EventType::Purchase => &["order_id", "revenue", "currency"],
+        EventType::Identify | EventType::Custom => &[],
     }
 }
 
@@ -116,10 +150,7 @@ pub fn validate(
 
     let event_type = match obj.get("event_type") {
         None | Some(Value::Null) => {
-            v.err(
-                "event_type",
-                "missing; one of click, signup, download, purchase",
-            );
+            v.err("event_type", format!("missing; {EVENT_TYPES}"));
             None
         }
         Some(Value::String(s)) => {
@@ -127,7 +158,7 @@ pub fn validate(
             if t.is_none() {
                 v.err(
                     "event_type",
-                    format!("unknown event type {s:?}; one of click, signup, download, purchase"),
+                    format!("unknown event type {s:?}; {EVENT_TYPES}"),
                 );
             }
             t
@@ -178,10 +209,24 @@ pub fn validate(
         None => None,
     };
     let anonymous_id = v.required_string("anonymous_id", 128);
-    let user_id = v.opt_string("user_id", limits.max_string_len);
-    let occurred_at = v.opt_time("occurred_at");
+    let user_id = if event_type == Some(EventType::Identify) {
+        v.required_string("user_id", limits.max_string_len)
+    } else {
+        v.opt_string("user_id", limits.max_string_len)
+    };
+    let event_name = v.opt_string("event_name", limits.max_string_len);
+    let occurred_at = if ctx.is_import() {
+        v.required_time("occurred_at")
+    } else {
+        v.opt_time("occurred_at")
+    };
     let sent_at = v.opt_time("sent_at");
-    let page_url = v.required_url("page_url");
+    // A click is a page view and needs its page; a server-side conversion or identify may have
+    // none (stored as an empty string).
+    let page_url = match event_type {
+        Some(EventType::Click) | None => v.required_url("page_url"),
+        Some(_) => v.opt_url("page_url").or(Some(String::new())),
+    };
     let referrer = v.opt_string("referrer", limits.max_url_len);
     let user_agent = v
         .opt_string("user_agent", limits.max_string_len * 4)
@@ -204,7 +249,8 @@ pub fn validate(
     };
 
     let occurred = occurred_at.unwrap_or(ctx.received_at);
-    if let (Some(o), Some(s)) = (occurred_at, sent_at)
+    if !ctx.is_import()
+        && let (Some(o), Some(s)) = (occurred_at, sent_at)
         && o > s + MINUTE_MS
     {
         v.err(
@@ -212,7 +258,16 @@ pub fn validate(
             "later than sent_at: an event cannot happen after it was sent",
         );
     }
-    let event_time = corrected_event_time(occurred, sent_at, ctx.received_at);
+    let event_time = if ctx.is_import() {
+        occurred
+    } else {
+        corrected_event_time(occurred, sent_at, ctx.received_at)
+    };
+    let max_past_ms = if ctx.is_import() {
+        limits.max_import_past_ms
+    } else {
+        limits.max_past_ms
+    };
     if event_time > ctx.received_at + limits.max_future_ms {
         v.err(
             if sent_at.is_some() { "sent_at" } else { "occurred_at" },
@@ -223,10 +278,10 @@ pub fn validate(
             ),
         );
     }
-    if event_time < ctx.received_at - limits.max_past_ms {
+    if event_time < ctx.received_at - max_past_ms {
         v.err(
             "occurred_at",
-            format!("more than {} days in the past", limits.max_past_ms / DAY_MS),
+            format!("more than {} days in the past", max_past_ms / DAY_MS),
         );
     }
 
@@ -255,6 +310,10 @@ pub fn validate(
             order_id,
             revenue,
             currency,
+            site_id: ctx.site_id.clone(),
+            event_name,
+            clock_correction_ms: event_time - occurred,
+            received_via: ctx.received_via.to_owned(),
         }),
         _ => Err(errors),
     }
@@ -302,6 +361,15 @@ impl Validator<'_> {
 
     fn required_url(&mut self, field: &str) -> Option<String> {
         let s = self.required_string(field, self.limits.max_url_len)?;
+        self.check_url(field, s)
+    }
+
+    fn opt_url(&mut self, field: &str) -> Option<String> {
+        let s = self.opt_string(field, self.limits.max_url_len)?;
+        self.check_url(field, s)
+    }
+
+    fn check_url(&mut self, field: &str, s: String) -> Option<String> {
         match url::Url::parse(s.trim()) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Some(s),
             Ok(u) => {
@@ -316,6 +384,17 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    fn required_time(&mut self, field: &str) -> Option<i64> {
+        let t = self.opt_time(field);
+        if t.is_none() && !self.errors.iter().any(|e| e.field == field) {
+            self.err(
+                field,
+                "missing: an import keeps each event's own time, so every event needs one",
+            );
+        }
+        t
     }
 
     /// RFC 3339 string or integer epoch milliseconds.
@@ -487,6 +566,7 @@ mod tests {
             received_at: NOW,
             ip: Some("10.1.2.0".into()),
             user_agent: Some("UA-header".into()),
+            ..ServerContext::default()
         }
     }
 
@@ -606,6 +686,74 @@ mod tests {
         );
         // A fast client clock is corrected, not rejected, when sent_at comes along.
         assert!(check(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": NOW + DAY_MS, "sent_at": NOW + DAY_MS})).is_ok());
+    }
+
+    #[test]
+    fn imports_keep_occurred_at_and_live_events_record_their_correction() {
+        let import = ServerContext {
+            received_via: received_via::IMPORT,
+            site_id: "shop".into(),
+            ..ctx()
+        };
+        let old = NOW - 45 * DAY_MS;
+        let body = json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/",
+            "occurred_at": old, "sent_at": old + 5_000});
+        let e = validate(&body, &import, &ValidationLimits::default(), || "g".into()).unwrap();
+        assert_eq!((e.event_time, e.clock_correction_ms), (old, 0));
+        assert_eq!(
+            (e.site_id.as_str(), e.received_via.as_str()),
+            ("shop", "import")
+        );
+        // The same body live: the client sent it 5 s after it happened, so it happened 5 s
+        // before it arrived.
+        let live = check(body).unwrap();
+        assert_eq!(live.event_time, NOW - 5_000);
+        assert_eq!(live.clock_correction_ms, NOW - 5_000 - old);
+        assert_eq!(live.received_via, "events");
+        // An import without its own time is refused; older than a live event may be is fine.
+        let untimed =
+            json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/"});
+        let err = validate(&untimed, &import, &ValidationLimits::default(), || {
+            "g".into()
+        })
+        .unwrap_err();
+        assert_eq!(err[0].field, "occurred_at");
+        let ancient = json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": NOW - 900 * DAY_MS});
+        assert!(
+            validate(&ancient, &import, &ValidationLimits::default(), || "g"
+                .into())
+            .is_ok()
+        );
+        assert_eq!(fields(ancient), ["occurred_at"]);
+    }
+
+    #[test]
+    fn identify_needs_a_user_and_server_side_conversions_need_no_page() {
+        assert_eq!(
+            fields(json!({"event_type": "identify", "anonymous_id": "a"})),
+            ["user_id"]
+        );
+        let e =
+            check(json!({"event_type": "identify", "anonymous_id": "a", "user_id": "u"})).unwrap();
+        assert_eq!(
+            (e.event_type, e.page_url.as_str()),
+            (EventType::Identify, "")
+        );
+        let e = check(json!({"event_type": "purchase", "anonymous_id": "a", "order_id": "o", "revenue": 100, "currency": "EUR"})).unwrap();
+        assert_eq!(e.page_url, "");
+        let e = check(
+            json!({"event_type": "custom", "event_name": "Video Played", "anonymous_id": "a"}),
+        )
+        .unwrap();
+        assert_eq!(e.event_name.as_deref(), Some("Video Played"));
+        assert_eq!(
+            fields(json!({"event_type": "click", "anonymous_id": "a"})),
+            ["page_url"]
+        );
+        assert_eq!(
+            fields(json!({"event_type": "signup", "anonymous_id": "a", "page_url": "nope"})),
+            ["page_url"]
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod incoming;
 pub mod time;
 
 pub use event::{
-    AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
-    RawEvent, TouchFields, UnknownModel,
+    AttributedEvent, AttributionModel, ConversionCredits, Credit, DEFAULT_SITE, EventType,
+    LifecycleStage, RawEvent, SessionSource, TouchFields, UnknownModel, device_key, received_via,
 };
 pub use incoming::{FieldError, IncomingEvent, ServerContext, ValidationLimits};

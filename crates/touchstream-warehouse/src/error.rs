@@ -41,6 +41,9 @@ pub enum WarehouseError {
     /// A report answered with something that is not the JSONCompact it was asked for.
     #[error("report {report} returned an unreadable answer: {reason}")]
     UnreadableReport { report: String, reason: String },
+    /// A migration file this build carries is malformed (a bug in the release, not the server).
+    #[error("migration {migration} is malformed: {reason}")]
+    BadMigration { migration: String, reason: String },
 }
 
 impl WarehouseError {

@@ -1,10 +1,22 @@
 //! Versioned migrations: `schemas/clickhouse/NNNN_name.sql`, compiled in, applied in order and
 //! recorded in `schema_migrations`.
 //!
-//! ClickHouse has no transactional DDL, so instead of a lock every statement is idempotent
-//! (`IF NOT EXISTS`) and the record is a ReplacingMergeTree row keyed by name: two processes
-//! migrating at once both run the statements, the second run of each is a no-op, and both
-//! records collapse into one.
+//! ClickHouse has no transactional DDL, so instead of a lock every statement is idempotent and
+//! the record is a ReplacingMergeTree row keyed by name: two processes migrating at once both
+//! run the statements, the second run of each is a no-op, and both records collapse into one.
+//! Idempotent means one of: `CREATE … IF NOT EXISTS`; `RENAME TABLE a TO b`, which is done once
+//! `b` exists (ClickHouse refuses to rename onto an existing table, so a second run fails with
+//! "already exists" and is taken as done); `INSERT INTO t … SELECT` into a ReplacingMergeTree
+//! table, where a second copy of a row has the same key and version and reads as one; and any
+//! statement behind a guard that makes its second run a no-op.
+//!
+//! Guards are comment lines right before a statement, checked against the database just before
+//! it runs ([`Guard`]):
+//! - `-- @unless-column-exists table.column`: skipped once the column exists (a rename of an
+//!   old table is skipped once the new table stands in its place);
+//! - `-- @if-table-exists table`: skipped when the table does not exist, also when it vanishes
+//!   while the statement runs (a concurrent migrator dropped it);
+//! - `-- @if-table-empty table`: skipped unless the table exists and has no rows.
 
 use clickhouse::sql::Identifier;
 use serde::{Deserialize, Serialize};
@@ -30,17 +42,142 @@ macro_rules! migrations {
 
 /// Every migration, in the order it is applied. A new file in `schemas/clickhouse/` goes at
 /// the end of this list (a unit test checks the two agree).
-pub const MIGRATIONS: &[Migration] = migrations!["0001_events", "0002_conversion_credits"];
+pub const MIGRATIONS: &[Migration] = migrations![
+    "0001_events",
+    "0002_conversion_credits",
+    "0003_sites_and_revisions"
+];
 
 /// The runner's own table; not a numbered migration because it must exist before them.
 const MIGRATIONS_TABLE: &str = include_str!("../../../schemas/clickhouse/schema_migrations.sql");
 
 /// ClickHouse exception codes that a concurrent `CREATE … IF NOT EXISTS` can still raise when
-/// another process created the object between the check and the creation.
+/// another process created the object between the check and the creation, and that a `RENAME`
+/// onto an existing table raises.
 const ALREADY_EXISTS: &[u32] = &[
     57, // TABLE_ALREADY_EXISTS
     82, // DATABASE_ALREADY_EXISTS
 ];
+
+const UNKNOWN_TABLE: u32 = 60;
+
+/// A condition a migration statement runs under (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Guard {
+    UnlessColumnExists { table: String, column: String },
+    IfTableExists(String),
+    IfTableEmpty(String),
+}
+
+impl Guard {
+    /// The guards in the comment lines of `statement`.
+    fn parse_all(statement: &str) -> Result<Vec<Guard>, String> {
+        let mut guards = Vec::new();
+        for line in statement.lines() {
+            let Some(directive) = line.trim().strip_prefix("-- @") else {
+                continue;
+            };
+            let (name, arg) = directive.split_once(' ').unwrap_or((directive, ""));
+            let arg = arg.trim();
+            let guard = match name {
+                "unless-column-exists" => {
+                    let (table, column) = arg.split_once('.').ok_or_else(|| {
+                        format!("@unless-column-exists needs table.column: {arg:?}")
+                    })?;
+                    Guard::UnlessColumnExists {
+                        table: table.into(),
+                        column: column.into(),
+                    }
+                }
+                "if-table-exists" => Guard::IfTableExists(arg.into()),
+                "if-table-empty" => Guard::IfTableEmpty(arg.into()),
+                other => return Err(format!("unknown migration guard @{other}")),
+            };
+            guards.push(guard);
+        }
+        Ok(guards)
+    }
+}
+
+async fn guards_allow(
+    client: &clickhouse::Client,
+    database: &str,
+    guards: &[Guard],
+) -> Result<bool, WarehouseError> {
+    for guard in guards {
+        let what = || format!("checking migration guard {guard:?}");
+        let allowed = match guard {
+            Guard::UnlessColumnExists { table, column } => {
+                let n: u64 = client
+                    .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+                    .bind(database)
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one()
+                    .await
+                    .map_err(|e| WarehouseError::classify(what(), e))?;
+                n == 0
+            }
+            Guard::IfTableExists(table) | Guard::IfTableEmpty(table) => {
+                let n: u64 = client
+                    .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
+                    .bind(database)
+                    .bind(table)
+                    .fetch_one()
+                    .await
+                    .map_err(|e| WarehouseError::classify(what(), e))?;
+                if n == 0 {
+                    false
+                } else if matches!(guard, Guard::IfTableEmpty(_)) {
+                    let rows = client
+                        .query("SELECT count() FROM ?")
+                        .bind(Identifier(table))
+                        .fetch_one::<u64>()
+                        .await;
+                    match rows {
+                        Ok(rows) => rows == 0,
+                        Err(e) => {
+                            let e = WarehouseError::classify(what(), e);
+                            if e.server_code() == Some(UNKNOWN_TABLE) {
+                                false
+                            } else {
+                                return Err(e);
+                            }
+                        }
+                    }
+                } else {
+                    true
+                }
+            }
+        };
+        if !allowed {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A statement that starts (after comments) with `RENAME TABLE`.
+#[cfg(test)]
+fn is_rename(statement: &str) -> bool {
+    first_words(statement).starts_with("RENAME TABLE")
+}
+
+/// The statement without its leading comments and whitespace, upper-cased words.
+#[cfg(test)]
+fn first_words(statement: &str) -> String {
+    let code: Vec<&str> = statement
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("--"))
+        .collect();
+    code.join(" ")
+        .split_whitespace()
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase()
+}
 
 #[derive(clickhouse::Row, Serialize, Deserialize)]
 struct Applied {
@@ -51,6 +188,15 @@ struct Applied {
 /// Creates `cfg.database` if missing and applies the migrations it has not recorded yet.
 /// Returns the names of those this call applied (when two processes race, both may list one).
 pub async fn migrate(cfg: &WarehouseConfig) -> Result<Vec<String>, WarehouseError> {
+    migrate_up_to(cfg, MIGRATIONS.len()).await
+}
+
+/// Applies only the first `count` migrations (what an older release would have left behind),
+/// for tests of upgrades.
+pub async fn migrate_up_to(
+    cfg: &WarehouseConfig,
+    count: usize,
+) -> Result<Vec<String>, WarehouseError> {
     execute(
         server_client(cfg)
             .query("CREATE DATABASE IF NOT EXISTS ?")
@@ -71,7 +217,7 @@ pub async fn migrate(cfg: &WarehouseConfig) -> Result<Vec<String>, WarehouseErro
         .map_err(|e| WarehouseError::classify("reading schema_migrations".into(), e))?;
 
     let mut newly_applied = Vec::new();
-    for migration in MIGRATIONS {
+    for migration in &MIGRATIONS[..count.min(MIGRATIONS.len())] {
         let checksum = checksum(migration.sql);
         if let Some(done) = applied.iter().find(|a| a.name == migration.name) {
             if done.checksum != checksum {
@@ -85,10 +231,33 @@ pub async fn migrate(cfg: &WarehouseConfig) -> Result<Vec<String>, WarehouseErro
             continue;
         }
         for statement in sql::statements(migration.sql) {
-            execute(client.query_raw(statement), || {
+            let guards =
+                Guard::parse_all(statement).map_err(|reason| WarehouseError::BadMigration {
+                    migration: migration.name.into(),
+                    reason,
+                })?;
+            if !guards_allow(&client, &cfg.database, &guards).await? {
+                tracing::info!(migration = migration.name, "statement skipped by its guard");
+                continue;
+            }
+            // `execute` takes "already exists" as done: for a CREATE a concurrent migrator won
+            // the race, for a RENAME the rename happened before.
+            let result = execute(client.query_raw(statement), || {
                 format!("migration {} on database {}", migration.name, cfg.database)
             })
-            .await?;
+            .await;
+            match result {
+                Err(e)
+                    if e.server_code() == Some(UNKNOWN_TABLE)
+                        && guards.iter().any(|g| matches!(g, Guard::IfTableExists(_))) =>
+                {
+                    tracing::info!(
+                        migration = migration.name,
+                        "guarded table vanished; skipped"
+                    );
+                }
+                other => other?,
+            }
         }
         execute(
             client
@@ -162,11 +331,39 @@ mod tests {
         };
         for migration in MIGRATIONS.iter().chain([&runner]) {
             for statement in sql::statements(migration.sql) {
+                let start = first_words(statement);
+                let guarded = !Guard::parse_all(statement).unwrap().is_empty();
+                let safe = (start.starts_with("CREATE") && statement.contains("IF NOT EXISTS"))
+                    || is_rename(statement)
+                    || (start.starts_with("INSERT INTO") && statement.contains("SELECT"))
+                    || (guarded && start.starts_with("DROP TABLE IF EXISTS"));
                 assert!(
-                    statement.contains("IF NOT EXISTS"),
+                    safe,
                     "{}: every statement must be safe to run twice:\n{statement}",
                     migration.name
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn guards_are_read_from_the_comment_lines() {
+        let statement = "-- copy\n-- @if-table-exists events_0002\n-- @unless-column-exists events.revision\nINSERT INTO events SELECT 1";
+        assert_eq!(
+            Guard::parse_all(statement).unwrap(),
+            [
+                Guard::IfTableExists("events_0002".into()),
+                Guard::UnlessColumnExists {
+                    table: "events".into(),
+                    column: "revision".into()
+                }
+            ]
+        );
+        assert!(Guard::parse_all("-- @if-tabel-exists x\nSELECT 1").is_err());
+        assert!(Guard::parse_all("-- @unless-column-exists events\nSELECT 1").is_err());
+        for migration in MIGRATIONS {
+            for statement in sql::statements(migration.sql) {
+                Guard::parse_all(statement).unwrap();
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The report queries of `schemas/clickhouse/reports/`, as `touchstream report` runs them.
 //!
-//! A report file is plain SQL with ClickHouse's query-parameter placeholders, `{from:DateTime}`,
-//! `{to:DateTime}`, `{model:String}`, so current ClickHouse runs it as is (`clickhouse-client
+//! A report file is plain SQL with ClickHouse's query-parameter placeholders, `{site:String}`,
+//! `{from:DateTime}`, `{to:DateTime}`, `{model:String}`, so current ClickHouse runs it as is (`clickhouse-client
 //! --param_from=…`). ClickHouse 18.16 has no query parameters, so [`run`] turns each
 //! placeholder into `CAST(? AS Type)` and binds the value with the client's escaping `bind()`;
 //! values are never pasted into the text. Every query reads the de-duplicated tables (`FINAL`,
@@ -78,6 +78,8 @@ pub fn by_name(name: &str) -> Option<&'static Report> {
 /// The values a report's placeholders take.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReportParams {
+    /// `{site:String}`: every report reads one site.
+    pub site: String,
     /// Start of the period, inclusive (`{from:DateTime}`).
     pub from: OffsetDateTime,
     /// End of the period, exclusive (`{to:DateTime}`).
@@ -106,6 +108,7 @@ pub async fn run(
             Param::From => query.bind(params.from.unix_timestamp()),
             Param::To => query.bind(params.to.unix_timestamp()),
             Param::Model => query.bind(params.model.as_str()),
+            Param::Site => query.bind(params.site.as_str()),
         };
     }
     let what = || format!("report {}", report.name);
@@ -126,6 +129,7 @@ enum Param {
     From,
     To,
     Model,
+    Site,
 }
 
 impl Param {
@@ -134,6 +138,7 @@ impl Param {
             ("from", "DateTime") => Some(Self::From),
             ("to", "DateTime") => Some(Self::To),
             ("model", "String") => Some(Self::Model),
+            ("site", "String") => Some(Self::Site),
             _ => None,
         }
     }
@@ -174,8 +179,8 @@ fn template(report: &Report) -> Result<Template, WarehouseError> {
                 return Err(WarehouseError::UnreadableReport {
                     report: report.name.into(),
                     reason: format!(
-                        "unknown placeholder {{{}}}; reports take {{from:DateTime}}, \
-                         {{to:DateTime}} and {{model:String}}",
+                        "unknown placeholder {{{}}}; reports take {{site:String}}, \
+                         {{from:DateTime}}, {{to:DateTime}} and {{model:String}}",
                         placeholder.map_or("", |(inner, _)| inner)
                     ),
                 });
@@ -268,6 +273,7 @@ mod tests {
             let template = template(report).unwrap();
             assert!(template.bindings.contains(&Param::From), "{}", report.name);
             assert!(template.bindings.contains(&Param::To), "{}", report.name);
+            assert!(template.bindings.contains(&Param::Site), "{}", report.name);
             assert!(by_name(report.name).is_some());
         }
         let dir = concat!(

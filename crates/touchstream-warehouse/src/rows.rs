@@ -1,4 +1,4 @@
-//! Rows of `events` and `conversion_credits` (migrations 0001 and 0002), field for column.
+//! Rows of `events` and `conversion_credits` (as migration 0003 defines them), field for column.
 //!
 //! Field names are the column names (the insert lists them), and the types are those of the
 //! RowBinary encoding of the column types: `DateTime` is `u32` seconds, `Enum8` an `i8` code,
@@ -16,14 +16,20 @@ pub struct EventRow {
     pub event_id: Uuid,
     #[serde(with = "enum8::event_type")]
     pub event_type: EventType,
+    pub site_id: String,
+    pub event_name: Option<String>,
     pub event_time: u32,
     pub event_time_ms: i64,
     pub occurred_at_ms: i64,
     pub sent_at_ms: Option<i64>,
+    pub clock_correction_ms: i64,
     pub received_at: u32,
     pub received_at_ms: i64,
+    pub received_via: String,
     pub ingested_at: u32,
     pub ingested_at_ms: i64,
+    pub revision: u32,
+    pub is_late: u8,
     pub anonymous_id: String,
     pub user_id: Option<String>,
     pub identity_id: String,
@@ -56,6 +62,12 @@ pub struct EventRow {
     pub is_bot: u8,
     pub is_spam_referrer: u8,
     pub opens_touch: u8,
+    pub session_channel: String,
+    pub session_source: String,
+    pub session_medium: String,
+    pub session_campaign: Option<String>,
+    pub session_content: Option<String>,
+    pub session_social_network: Option<String>,
     #[serde(with = "enum8::lifecycle_stage")]
     pub lifecycle_stage: LifecycleStage,
     pub purchase_count: i32,
@@ -70,8 +82,11 @@ pub struct CreditRow {
     pub conversion_event_id: Uuid,
     #[serde(with = "enum8::event_type")]
     pub conversion_type: EventType,
+    pub site_id: String,
     pub conversion_time: u32,
     pub conversion_time_ms: i64,
+    /// The device the conversion happened on.
+    pub anonymous_id: String,
     pub identity_id: String,
     #[serde(with = "enum8::model")]
     pub model: AttributionModel,
@@ -91,6 +106,8 @@ pub struct CreditRow {
     pub currency: Option<String>,
     pub touches_to_conversion: i32,
     pub days_to_conversion: f64,
+    pub revision: u32,
+    pub retracted: u8,
     pub ingested_at: u32,
     pub ingested_at_ms: i64,
 }
@@ -100,18 +117,26 @@ pub struct CreditRow {
 pub fn rows_of(event: &AttributedEvent, ingested_at_ms: i64) -> (EventRow, Vec<CreditRow>) {
     let raw = &event.event;
     let touch = &event.touch;
+    let session = &event.session;
     let event_id = event_uuid(&raw.event_id);
+    let revision = u32::try_from(event.revision).unwrap_or(0);
     let row = EventRow {
         event_id,
         event_type: raw.event_type,
+        site_id: raw.site_id.clone(),
+        event_name: raw.event_name.clone(),
         event_time: seconds(raw.event_time),
         event_time_ms: raw.event_time,
         occurred_at_ms: raw.occurred_at,
         sent_at_ms: raw.sent_at,
+        clock_correction_ms: raw.clock_correction_ms,
         received_at: seconds(raw.received_at),
         received_at_ms: raw.received_at,
+        received_via: raw.received_via.clone(),
         ingested_at: seconds(ingested_at_ms),
         ingested_at_ms,
+        revision,
+        is_late: event.is_late.into(),
         anonymous_id: raw.anonymous_id.clone(),
         user_id: raw.user_id.clone(),
         identity_id: event.identity_id.clone(),
@@ -144,6 +169,12 @@ pub fn rows_of(event: &AttributedEvent, ingested_at_ms: i64) -> (EventRow, Vec<C
         is_bot: touch.is_bot.into(),
         is_spam_referrer: touch.is_spam_referrer.into(),
         opens_touch: event.opens_touch.into(),
+        session_channel: session.channel.clone(),
+        session_source: session.source.clone(),
+        session_medium: session.medium.clone(),
+        session_campaign: session.campaign.clone(),
+        session_content: session.content.clone(),
+        session_social_network: session.social_network.clone(),
         lifecycle_stage: event.lifecycle_stage,
         purchase_count: event.purchase_count,
         touches_to_conversion: event.conversion.as_ref().map(|c| c.touches_to_conversion),
@@ -156,8 +187,10 @@ pub fn rows_of(event: &AttributedEvent, ingested_at_ms: i64) -> (EventRow, Vec<C
             conversion.credits.iter().map(move |credit| CreditRow {
                 conversion_event_id: event_id,
                 conversion_type: raw.event_type,
+                site_id: raw.site_id.clone(),
                 conversion_time: seconds(raw.event_time),
                 conversion_time_ms: raw.event_time,
+                anonymous_id: raw.anonymous_id.clone(),
                 identity_id: event.identity_id.clone(),
                 model: credit.model,
                 touch_event_id: event_uuid(&credit.touch_event_id),
@@ -174,6 +207,8 @@ pub fn rows_of(event: &AttributedEvent, ingested_at_ms: i64) -> (EventRow, Vec<C
                 currency: raw.currency.clone(),
                 touches_to_conversion: conversion.touches_to_conversion,
                 days_to_conversion: conversion.days_to_conversion,
+                revision,
+                retracted: credit.retracted.into(),
                 ingested_at: seconds(ingested_at_ms),
                 ingested_at_ms,
             })
@@ -230,6 +265,8 @@ mod enum8 {
         EventType::Signup => 2,
         EventType::Download => 3,
         EventType::Purchase => 4,
+        EventType::Identify => 5,
+        EventType::Custom => 6,
     });
     enum8!(lifecycle_stage, LifecycleStage, {
         LifecycleStage::Visitor => 1,
@@ -252,38 +289,32 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use touchstream_model::{ConversionCredits, Credit, RawEvent, TouchFields};
+    use touchstream_model::{ConversionCredits, Credit, RawEvent, SessionSource, TouchFields};
 
     use super::*;
 
     fn purchase() -> AttributedEvent {
         AttributedEvent {
             event: RawEvent {
-                event_id: "0b8e6c3c-3f3b-4a4e-9c1d-2b7c1e5a9f00".into(),
-                event_type: EventType::Purchase,
-                anonymous_id: "a1".into(),
                 user_id: Some("u1".into()),
                 occurred_at: 1_767_225_600_100,
-                sent_at: None,
                 received_at: 1_767_225_600_900,
-                event_time: 1_767_225_600_250,
-                page_url: "https://shop.example/checkout".into(),
-                referrer: None,
-                user_agent: None,
                 ip: Some("203.0.113.0".into()),
                 properties: BTreeMap::from([
                     ("plan".into(), "pro".into()),
                     ("a".into(), "b".into()),
                 ]),
-                target_url: None,
-                element: None,
-                signup_kind: None,
-                method: None,
-                asset_id: None,
-                asset_kind: None,
                 order_id: Some("o1".into()),
                 revenue: Some(10_000),
                 currency: Some("EUR".into()),
+                site_id: "shop".into(),
+                ..RawEvent::new(
+                    "0b8e6c3c-3f3b-4a4e-9c1d-2b7c1e5a9f00",
+                    EventType::Purchase,
+                    "a1",
+                    1_767_225_600_250,
+                    "https://shop.example/checkout",
+                )
             },
             touch: TouchFields::direct(),
             opens_touch: false,
@@ -305,8 +336,12 @@ mod tests {
                     content: Some("reel-1".into()),
                     weight: 0.5,
                     revenue_credit: 5_000.0,
+                    retracted: false,
                 }],
             }),
+            revision: 3,
+            session: SessionSource::default(),
+            is_late: false,
         }
     }
 
@@ -334,6 +369,13 @@ mod tests {
         assert_eq!(credit.revenue, 10_000);
         assert_eq!(credit.currency.as_deref(), Some("EUR"));
         assert_eq!(credit.touch_time, 1_767_096_000);
+        assert_eq!((row.revision, credit.revision), (3, 3));
+        assert_eq!(
+            (row.site_id.as_str(), credit.site_id.as_str()),
+            ("shop", "shop")
+        );
+        assert_eq!(credit.anonymous_id, "a1");
+        assert_eq!(row.session_source, "(direct)");
     }
 
     #[test]
@@ -353,12 +395,12 @@ mod tests {
 
     #[test]
     fn enum_codes_match_the_migrations() {
-        let ddl = include_str!("../../../schemas/clickhouse/0001_events.sql");
+        let ddl = include_str!("../../../schemas/clickhouse/0003_sites_and_revisions.sql");
         for t in EventType::ALL {
             let code = enum8::event_type::code(t);
             assert!(ddl.contains(&format!("'{}' = {code}", t.as_str())), "{t:?}");
         }
-        let credits = include_str!("../../../schemas/clickhouse/0002_conversion_credits.sql");
+        let credits = ddl;
         for m in AttributionModel::ALL {
             let code = enum8::model::code(m);
             assert!(

@@ -397,8 +397,7 @@ mod tests {
         );
         let ctx = touchstream_model::incoming::ServerContext {
             received_at: now,
-            ip: None,
-            user_agent: None,
+            ..Default::default()
         };
         let limits = touchstream_model::incoming::ValidationLimits::default();
         let mut last: std::collections::HashMap<String, i64> = Default::default();

@@ -28,6 +28,9 @@ pub struct ReportArgs {
     /// time_decay.
     #[arg(long, default_value = "last_non_direct")]
     pub model: String,
+    /// The site to report on (every report reads one).
+    #[arg(long, default_value = touchstream_model::DEFAULT_SITE)]
+    pub site: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// ClickHouse HTTP interface.
@@ -59,7 +62,7 @@ pub enum Format {
     Table,
     /// RFC 4180, with a header row.
     Csv,
-    /// `{"report", "model", "from", "to", "columns", "rows": [{column: value}]}`; values are strings.
+    /// `{"report", "site", "model", "from", "to", "columns", "rows": [{column: value}]}`; values are strings.
     Json,
 }
 
@@ -104,7 +107,7 @@ fn list(format: Format, out: &mut impl Write) -> anyhow::Result<()> {
         Format::Table => {
             writeln!(
                 out,
-                "Reports (touchstream report <name> [--from --to --model]):"
+                "Reports (touchstream report <name> [--site --from --to --model]):"
             )?;
             write_table(&table, out)
         }
@@ -136,7 +139,12 @@ fn params(args: &ReportArgs, now: OffsetDateTime) -> anyhow::Result<ReportParams
     if from >= to {
         bail!("--from ({from}) must be before --to ({to})");
     }
-    Ok(ReportParams { from, to, model })
+    Ok(ReportParams {
+        site: args.site.clone(),
+        from,
+        to,
+        model,
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -189,6 +197,7 @@ fn render(
         Format::Json => {
             let json = serde_json::json!({
                 "report": report.name,
+                "site": params.site,
                 "model": params.model.as_str(),
                 "from": from,
                 "to": to,
@@ -344,6 +353,7 @@ mod tests {
     fn every_format_renders() {
         let report = reports::by_name("posts").unwrap();
         let params = ReportParams {
+            site: "default".into(),
             from: datetime!(2026-01-01 00:00 UTC),
             to: datetime!(2026-02-01 00:00 UTC),
             model: AttributionModel::Linear,

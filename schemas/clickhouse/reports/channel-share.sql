@@ -1,6 +1,8 @@
 -- Channel share: the share of the conversions in [from, to) credited, under one model, to
 -- social (any touch with a social network: Organic/Paid Social and YouTube video), search
 -- (Organic Search, Paid Search) and everything else.
+-- Re-credited conversions count with their latest revision only (FINAL); a group whose credits
+-- were all retracted by a later revision is left out.
 SELECT
     channel_group,
     round(group_conversions, 2) AS conversions,
@@ -19,10 +21,12 @@ FROM
         sumIf(weight, conversion_type = 'purchase') AS group_sales,
         sum(revenue_credit) AS group_revenue
     FROM conversion_credits FINAL
-    WHERE model = {model:String}
+    WHERE site_id = {site:String}
+        AND model = {model:String}
         AND conversion_time >= {from:DateTime}
         AND conversion_time < {to:DateTime}
     GROUP BY channel_group
+    HAVING countIf(retracted = 0) > 0
 ) AS groups
 CROSS JOIN
 (
@@ -30,7 +34,8 @@ CROSS JOIN
         sum(weight) AS total_conversions,
         sumIf(weight, conversion_type = 'purchase') AS total_sales
     FROM conversion_credits FINAL
-    WHERE model = {model:String}
+    WHERE site_id = {site:String}
+        AND model = {model:String}
         AND conversion_time >= {from:DateTime}
         AND conversion_time < {to:DateTime}
 ) AS totals

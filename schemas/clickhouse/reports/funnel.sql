@@ -1,10 +1,13 @@
--- Funnel per source: the distinct identities that arrived through a touch (a click that opened
--- one, bots left out) from each source in [from, to), and how many of them signed up,
--- downloaded and purchased in that period. Stages are counted independently: a guest checkout
--- counts as purchased without a signup.
--- An identity is each anonymous_id resolved to the latest identity_id seen for it (the user_id
--- once stitched), so clicks made before a signup join the purchases made after it.
--- Only DISTINCT and uniqExact on ids are used, so replayed copies count once before merges.
+-- Funnel per source: the distinct people who arrived through a touch (a click that opened one,
+-- bots left out) from each source in [from, to), and how many of them signed up, downloaded
+-- and purchased in that period. Stages are counted independently: a guest checkout counts as
+-- purchased without a signup.
+-- People (schemas/attribution-rules.md, section 5): a row's identity_id is the person it
+-- belongs to, except that rows of a device from before its first sign-in carry the device's
+-- own id; those belong to the first user the device linked to (`links`), so clicks made before
+-- a signup join the purchases made after it, on any of the person's devices.
+-- Only DISTINCT and uniqExact on ids are used, so replayed copies and re-credited revisions
+-- count once before merges.
 SELECT
     source,
     uniqExact(identity) AS clicked,
@@ -14,12 +17,15 @@ SELECT
     round(100 * purchased / clicked, 1) AS click_to_purchase_pct
 FROM
 (
-    SELECT identity, source
+    SELECT DISTINCT
+        if(identity_id != anonymous_id, identity_id, if(first_user = '', anonymous_id, first_user)) AS identity,
+        source
     FROM
     (
-        SELECT DISTINCT anonymous_id, source
+        SELECT DISTINCT anonymous_id, identity_id, source
         FROM events
-        WHERE event_type = 'click'
+        WHERE site_id = {site:String}
+            AND event_type = 'click'
             AND opens_touch = 1
             AND is_bot = 0
             AND event_time >= {from:DateTime}
@@ -27,10 +33,11 @@ FROM
     ) AS touches
     ANY LEFT JOIN
     (
-        SELECT anonymous_id, argMax(identity_id, event_time_ms) AS identity
+        SELECT anonymous_id, argMin(identity_id, event_time_ms) AS first_user
         FROM events
+        WHERE site_id = {site:String} AND identity_id != anonymous_id
         GROUP BY anonymous_id
-    ) AS identities USING anonymous_id
+    ) AS links USING anonymous_id
 ) AS touched
 ANY LEFT JOIN
 (
@@ -41,18 +48,27 @@ ANY LEFT JOIN
         uniqExactIf(event_id, event_type = 'purchase') AS purchases
     FROM
     (
-        SELECT anonymous_id, event_id, event_type
-        FROM events
-        WHERE event_type IN ('signup', 'download', 'purchase')
-            AND event_time >= {from:DateTime}
-            AND event_time < {to:DateTime}
-    ) AS conversion_events
-    ANY LEFT JOIN
-    (
-        SELECT anonymous_id, argMax(identity_id, event_time_ms) AS identity
-        FROM events
-        GROUP BY anonymous_id
-    ) AS identities USING anonymous_id
+        SELECT
+            if(identity_id != anonymous_id, identity_id, if(first_user = '', anonymous_id, first_user)) AS identity,
+            event_id,
+            event_type
+        FROM
+        (
+            SELECT anonymous_id, identity_id, event_id, event_type
+            FROM events
+            WHERE site_id = {site:String}
+                AND event_type IN ('signup', 'download', 'purchase')
+                AND event_time >= {from:DateTime}
+                AND event_time < {to:DateTime}
+        ) AS conversion_events
+        ANY LEFT JOIN
+        (
+            SELECT anonymous_id, argMin(identity_id, event_time_ms) AS first_user
+            FROM events
+            WHERE site_id = {site:String} AND identity_id != anonymous_id
+            GROUP BY anonymous_id
+        ) AS links USING anonymous_id
+    ) AS resolved
     GROUP BY identity
 ) AS converted USING identity
 GROUP BY source

@@ -1,7 +1,8 @@
 -- Path length: how many touches and how many days the conversions in [from, to) took, as two
 -- distributions (measure = touches, then days; day buckets are half-open: 1-3 is [1, 3)).
 -- The inner query keeps one row per conversion (GROUP BY event_id, latest copy by
--- ingested_at_ms), so a replayed conversion counts once before merges.
+-- revision), so a replayed or re-credited conversion counts once, with its latest numbers,
+-- before merges.
 SELECT measure, bucket, conversions, purchases, micro_conversions
 FROM
 (
@@ -17,9 +18,10 @@ FROM
         SELECT
             event_id,
             any(event_type = 'purchase') AS is_purchase,
-            argMax(assumeNotNull(touches_to_conversion), ingested_at_ms) AS t
+            argMax(assumeNotNull(touches_to_conversion), revision) AS t
         FROM events
-        WHERE event_type IN ('signup', 'download', 'purchase')
+        WHERE site_id = {site:String}
+            AND event_type IN ('signup', 'download', 'purchase')
             AND event_time >= {from:DateTime}
             AND event_time < {to:DateTime}
             AND touches_to_conversion IS NOT NULL
@@ -41,9 +43,10 @@ FROM
         SELECT
             event_id,
             any(event_type = 'purchase') AS is_purchase,
-            argMax(assumeNotNull(days_to_conversion), ingested_at_ms) AS d
+            argMax(assumeNotNull(days_to_conversion), revision) AS d
         FROM events
-        WHERE event_type IN ('signup', 'download', 'purchase')
+        WHERE site_id = {site:String}
+            AND event_type IN ('signup', 'download', 'purchase')
             AND event_time >= {from:DateTime}
             AND event_time < {to:DateTime}
             AND days_to_conversion IS NOT NULL
