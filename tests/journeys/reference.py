@@ -333,6 +333,7 @@ class Result:
     conversions: dict  # id -> Conversion
     late_event_ids: list
     out_of_order_ids: list  # sent after a later event of their device (late, on time or not)
+    _cache: dict = field(default_factory=dict, repr=False)  # reports, computed once
 
     # -- per event -----------------------------------------------------------------------
 
@@ -352,7 +353,9 @@ class Result:
         """Rows keyed by (channel, source, social_network or ''):
         sales = Σ weights of purchases, micro_conversions = Σ weights of signups and downloads,
         revenue = Σ revenue_credit (exact where the weights are; revenue_minor rounds it)."""
-        rows = {}
+        if ("sos", model) in self._cache:
+            return self._cache[("sos", model)]
+        rows = self._cache[("sos", model)] = {}
         for conv in self.conversions.values():
             for c in conv.credits[model]:
                 k = (c.cls.channel, c.cls.source, c.cls.social_network or "")
@@ -391,6 +394,8 @@ class Result:
         the visitors with ≥1 conversion, ≥1 purchase, ≥2 purchases.
         Returns {network: {"visitors", "customers", "clients", "repeat_clients"}}.
         """
+        if ("lifecycle", definition) in self._cache:
+            return self._cache[("lifecycle", definition)]
         if definition == "rules":
             touch_person = self.person_of_touch_final
             conv_person = self.person_of_conversion_final
@@ -430,6 +435,7 @@ class Result:
             row["customers"] += conversions[p] > 0
             row["clients"] += purchases[p] > 0
             row["repeat_clients"] += purchases[p] > 1
+        self._cache[("lifecycle", definition)] = out
         return out
 
 
