@@ -715,7 +715,11 @@ def main(argv=None):
     if args.report_source == "bin" and not args.report_bin:
         ap.error("--report-source bin needs --report-bin")
 
-    gen = generate.generate(args.seed, args.people, generate.parse_now(args.now), args.days)
+    now_ms = generate.parse_now(args.now)
+    wall_ms = int(time.time() * 1000)
+    if now_ms > wall_ms or now_ms - args.days * reference.DAY_MS < wall_ms - 400 * reference.DAY_MS:
+        ap.error("--now and --days must keep every event within the last 400 days and not in the future")
+    gen = generate.generate(args.seed, args.people, now_ms, args.days)
     send = gen.send_order()
     res = reference.attribute(gen.events, send)
     print(f"generated: {json.dumps(gen.summary())}")

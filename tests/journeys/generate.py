@@ -606,6 +606,10 @@ class Generator:
         else:
             later = b.nav(self.after(dl["occurred_at"], 20, 60))  # variant 1: no other link
         self.deliver_after(sign_in, later)
+        # A visit the next day, sent after the sign-in: the device's latest row is written
+        # knowing the link (the lifecycle report resolves a device by its latest row).
+        b.user = user
+        b.visit(later["occurred_at"] + DAY_MS, self.sources(1)[0])
 
     def j_lookback_edge(self, p, i):
         """Variant 0: a touch exactly 30 days before the conversion (counts; days_to_conversion

@@ -692,7 +692,27 @@ def result_to_json(res):
             }
             for k, v in sorted(res.source_of_sale(m).items())
         ]
+    people = defaultdict(lambda: {"devices": set(), "touches": 0, "conversions": []})
+    for e in res.events.values():
+        if e.is_touch:
+            p = res.person_of_touch_final(e)
+            people[p[1]]["devices"].add(e.anonymous_id)
+            people[p[1]]["touches"] += 1
+    for cid, c in res.conversions.items():
+        p = res.person_of_conversion_final(c)
+        people[p[1]]["devices"].add(c.event.anonymous_id)
+        people[p[1]]["conversions"].append(cid)
+    devices = {
+        anon: {
+            "segments": [{"from_ms": k[0], "from_event_id": k[1], "user_id": u} for k, u in ident.segments],
+            "links": {u: k[0] for u, k in ident.link_key.items()},
+        }
+        for anon, ident in sorted(res.identities.items())
+    }
     return {
+        "devices": devices,
+        "people": {p: {"devices": sorted(v["devices"]), "touches": v["touches"], "conversions": sorted(v["conversions"])}
+                   for p, v in sorted(people.items())},
         "late_event_ids": res.late_event_ids,
         "out_of_order_event_ids": res.out_of_order_ids,
         "events": events,

@@ -434,6 +434,13 @@ class GeneratedPopulationTest(unittest.TestCase):
         self.assertTrue(all(self.now - 400 * DAY_MS <= e["occurred_at"] <= self.now for e in self.gen.events))
         self.assertEqual(sorted(self.send), sorted(e["event_id"] for e in self.gen.events))
         self.assertFalse(any(c.capped for c in self.res.conversions.values()))
+        # Each device's latest event is sent after every event that links or switches the device,
+        # so its row is written knowing who the device belongs to (the lifecycle report resolves
+        # a device by its latest row).
+        pos = {eid: i for i, eid in enumerate(self.send)}
+        for anon, evs in self.res.devices.items():
+            switches = [pos[k[1]] for k, _ in self.res.identities[anon].segments]
+            self.assertTrue(not switches or pos[evs[-1].id] >= max(switches), anon)
         for e in self.gen.events:  # the collector's import format
             self.assertNotIn("sent_at", e)
             self.assertIsInstance(e["occurred_at"], int)
