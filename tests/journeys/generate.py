@@ -270,8 +270,13 @@ class Person:
         return t
 
 
+MIN_DAYS = 52  # the longest journey (a repeat buyer) spans 50 days
+
+
 class Generator:
     def __init__(self, seed=1, people=400, now_ms=None, days=60):
+        if days < MIN_DAYS:
+            raise ValueError(f"the generated period must be at least {MIN_DAYS} days (got {days})")
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = now_ms if now_ms is not None else default_now()
@@ -383,14 +388,14 @@ class Generator:
 
     # -- journeys --------------------------------------------------------------------------------
 
-    def j_nonconverter(self, p, i):
+    def j_nonconverter(self, p, k):
         d = p.device()
         n = self.rng.randint(1, 3)
         start = self.window(20 * DAY_MS)
         for t, src in zip(self.spread(start, 20 * DAY_MS, n), self.sources(n)):
             d.visit(t, src)
 
-    def j_micro(self, p, i):
+    def j_micro(self, p, k):
         """1-6 touches, then a newsletter signup, a download or a webinar; sometimes a second."""
         d = p.device()
         n = self.rng.randint(1, 6)
@@ -436,17 +441,17 @@ class Generator:
                 d.purchase(self.after(last))
         return user
 
-    def j_buyer(self, p, i):
+    def j_buyer(self, p, k):
         d = p.device()
         span = self.rng.randint(5, 35) * DAY_MS
-        self._buyer_path(p, d, self.window(span), span, self.rng.randint(7, 13), bot_hit=(i % 17 == 0))
+        self._buyer_path(p, d, self.window(span), span, self.rng.randint(7, 13), bot_hit=(k % 17 == 0))
 
-    def j_repeat_buyer(self, p, i):
+    def j_repeat_buyer(self, p, k):
         d = p.device()
         span = self.rng.randint(25, 50) * DAY_MS
         self._buyer_path(p, d, self.window(span), span, self.rng.randint(9, 16), purchases=self.rng.randint(2, 3))
 
-    def j_guest_buyer(self, p, i):
+    def j_guest_buyer(self, p, k):
         d = p.device()
         span = self.rng.randint(5, 30) * DAY_MS
         self._buyer_path(p, d, self.window(span), span, self.rng.randint(7, 12), account=False)
@@ -489,13 +494,13 @@ class Generator:
             a.signup(self.after(last), "newsletter")
         return a, b, buy
 
-    def j_multi_device(self, p, i):
-        self._two_devices(p, prelink=[None, "signup", "purchase"][i % 3])
+    def j_multi_device(self, p, k):
+        self._two_devices(p, prelink=[None, "signup", "purchase"][k % 3])
 
-    def j_multi_device_late_link(self, p, i):
+    def j_multi_device_late_link(self, p, k):
         self._two_devices(p, link_after=True)
 
-    def j_cross_device_backfill(self, p, i):
+    def j_cross_device_backfill(self, p, k):
         """As multi_device, but A's whole stream is sent after B's (as when one device's
         partition is processed ahead of another's): the purchase is first credited without A and
         must end with A's touches once A's sign-in arrives."""
@@ -506,7 +511,7 @@ class Generator:
     def events_of(self, device):
         return [e for e in self.events if e["anonymous_id"] == device.anon]
 
-    def j_shared_device(self, p, i):
+    def j_shared_device(self, p, k):
         """A family laptop S: browsed anonymously, U signs in and buys, V signs up on it and
         downloads, U signs in on their phone and signs up to the newsletter, then U signs in on
         S again and buys a second time."""
@@ -540,13 +545,13 @@ class Generator:
         _, last = s.visit(start + 21 * DAY_MS + rng.randint(1, 5) * HOUR_MS, self.sources(1)[0])
         s.purchase(self.after(last))
 
-    def j_late_touch(self, p, i):
+    def j_late_touch(self, p, k):
         """The landing touch of the converting visit is delivered right after the conversion
         (up to 7.5 minutes later than it in event time). The first of these people has no other
         touch: its conversion is first credited to synthetic Direct, then to the landing."""
         rng = self.rng
         d = p.device()
-        earlier = 0 if i == 0 else rng.randint(1, 4)
+        earlier = 0 if k == 0 else rng.randint(1, 4)
         start = self.window(12 * DAY_MS)
         for t, src in zip(self.spread(start, 8 * DAY_MS, earlier) if earlier else [], self.sources(earlier)):
             d.visit(t, src)
@@ -554,10 +559,10 @@ class Generator:
         landing = d.land(t0, self.sources(1)[0])
         last = d.nav(t0 + rng.randint(30, 90) * SECOND_MS)["occurred_at"]
         conv_t = t0 + rng.randint(4 * MINUTE_MS, 7 * MINUTE_MS + 30 * SECOND_MS)
-        conv = [lambda: d.signup(conv_t, "newsletter"), lambda: d.download(conv_t), lambda: d.purchase(conv_t)][i % 3]()
+        conv = [lambda: d.signup(conv_t, "newsletter"), lambda: d.download(conv_t), lambda: d.purchase(conv_t)][k % 3]()
         self.deliver_after(landing, conv)
 
-    def j_late_conversion(self, p, i):
+    def j_late_conversion(self, p, k):
         """A conversion delivered after the next touch of its device (a new campaign session a
         few minutes later): it must be credited with the touches before it only."""
         rng = self.rng
@@ -567,12 +572,12 @@ class Generator:
         times = self.spread(start, 10 * DAY_MS, n)
         for t, src in zip(times, self.sources(n, 2)):
             landing, last = d.visit(t, src)
-        conv = (d.download if i % 2 else d.purchase)(self.after(last, 30, 90))
+        conv = (d.download if k % 2 else d.purchase)(self.after(last, 30, 90))
         nxt = d.land(conv["occurred_at"] + rng.randint(2, 4) * MINUTE_MS, "facebook_ads")
         later = d.nav(self.after(nxt["occurred_at"], 20, 60))
         self.deliver_after(conv, later)
 
-    def j_late_purchase_order(self, p, i):
+    def j_late_purchase_order(self, p, k):
         """A signed-in buyer buys twice within minutes; the first purchase is delivered after the
         second, whose purchase_count must still end as the second."""
         d = p.device()
@@ -582,7 +587,7 @@ class Generator:
         second = d.purchase(first["occurred_at"] + self.rng.randint(3, 6) * MINUTE_MS)
         self.deliver_after(first, second)
 
-    def j_late_signin(self, p, i):
+    def j_late_signin(self, p, k):
         """A user linked on device A signs in on device B; B's sign-in is delivered after B's
         next events: a download without user_id (made after the sign-in, so it is the user's,
         credited with A's touches too), then a purchase carrying the user (variant 0: the link
@@ -600,7 +605,7 @@ class Generator:
         sign_in = b.identify(self.after(last), user)
         b.user = None  # the next event reaches the collector without the user (e.g. server side)
         dl = b.download(self.after(sign_in["occurred_at"], 40, 90))
-        if i % 2 == 0:
+        if k % 2 == 0:
             b.user = user  # variant 0: the purchase carries the user (B's first link as seen)
             later = b.purchase(self.after(dl["occurred_at"], 60, 120))
         else:
@@ -611,13 +616,13 @@ class Generator:
         b.user = user
         b.visit(later["occurred_at"] + DAY_MS, self.sources(1)[0])
 
-    def j_lookback_edge(self, p, i):
+    def j_lookback_edge(self, p, k):
         """Variant 0: a touch exactly 30 days before the conversion (counts; days_to_conversion
         is 30). Variant 1: a touch 30 days + 1 ms before it (does not count) and others inside.
         Variant 2: only a touch 30 days + 1 ms before: the conversion gets synthetic Direct."""
         rng = self.rng
         d = p.device()
-        variant = i % 3
+        variant = k % 3
         conv_t = self.window(0, margin_ms=2 * DAY_MS)
         conv_t = max(conv_t, self.start + LOOKBACK_MS + 3 * DAY_MS)
         edge = conv_t - LOOKBACK_MS - (0 if variant == 0 else 1)
@@ -634,22 +639,22 @@ class Generator:
         else:
             d.signup(conv_t, "newsletter", exact=True)
 
-    def j_conversion_only(self, p, i):
+    def j_conversion_only(self, p, k):
         """A device whose only event is a conversion (an embedded form): synthetic Direct."""
         d = p.device()
         t = self.window(0)
-        if i % 2:
+        if k % 2:
             d.signup(t, "newsletter")
         else:
             d.download(t)
 
-    def j_bot(self, p, i):
+    def j_bot(self, p, k):
         d = p.device(ua=GOOGLEBOT)
         start = self.window(3 * DAY_MS)
         for t in self.spread(start, 3 * DAY_MS, self.rng.randint(2, 4), gap_ms=10 * MINUTE_MS):
             d.bot_hit(t)
 
-    def j_session_edges(self, p, i):
+    def j_session_edges(self, p, k):
         """Session boundaries: a gap of exactly 30 minutes stays in the session, 30 min + 1 ms
         starts a new one; a campaign change starts a new session, a Direct click and a click of
         the same campaign within the timeout do not."""
@@ -671,6 +676,8 @@ class Generator:
     def validate(self):
         ids = [e["event_id"] for e in self.events]
         assert len(ids) == len(set(ids)), "duplicate event ids"
+        per_device = Counter((e["anonymous_id"], e["occurred_at"]) for e in self.events)
+        assert max(per_device.values()) == 1, "two events of one device at the same millisecond"
         oldest_allowed = self.now - 400 * DAY_MS
         for e in self.events:
             assert oldest_allowed <= e["occurred_at"] <= self.now
@@ -760,7 +767,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--people", type=int, default=400)
     ap.add_argument("--now", help="epoch ms or ISO time (default: now, rounded down to the hour)")
-    ap.add_argument("--days", type=int, default=60)
+    ap.add_argument("--days", type=int, default=60, help=f"length of the generated period (≥ {MIN_DAYS})")
     ap.add_argument("--out", help="directory for events.json, send_order.json, labels.json, people.json, summary.json")
     ap.add_argument("--ndjson", action="store_true", help="print the events in send order as NDJSON on stdout")
     args = ap.parse_args(argv)

@@ -444,7 +444,7 @@ class Result:
 # ---------------------------------------------------------------------------------------------
 
 
-def credit(touches, conv_time, revenue, cfg, conversion_id, conversion_cls=None):
+def credit(touches, conv_time, revenue, cfg, conversion_id):
     """Weights under every model for touches (ordered by key). With no touch, a synthetic
     Direct touch whose id is the conversion's and whose time is the conversion's."""
     if not touches:
@@ -538,11 +538,7 @@ def attribute(raw_events, send_order=None, cfg=None):
     for e in events.values():
         devices[e.anonymous_id].append(e)
     for evs in devices.values():
-        evs.sort(key=lambda e: e.key)
-        for a, b in zip(evs, evs[1:]):
-            if a.time == b.time:
-                # Allowed by the rules (ties go by id) but the generator avoids it, so flag it.
-                raise ValueError(f"device {a.anonymous_id}: two events at {a.time} ms ({a.id}, {b.id})")
+        evs.sort(key=lambda e: e.key)  # ties in time (the generator makes none) go by event id
 
     sessions, session_first = {}, {}
     for anon, evs in devices.items():
@@ -564,6 +560,17 @@ def attribute(raw_events, send_order=None, cfg=None):
 
     conv_events = sorted((e for e in events.values() if e.is_conversion), key=lambda e: e.key)
     person_of = {e.id: person_at(e) for e in conv_events}
+
+    # Lifecycle histories (section 7): a person's own conversions, and for a user the conversions
+    # its devices made before their first link, which join the user at that link's time.
+    own_conversions = defaultdict(list)
+    joining = defaultdict(list)  # user -> [(join time, conversion)]
+    for c in conv_events:
+        p = person_of[c.id]
+        own_conversions[p].append(c)
+        first = identities[c.anonymous_id].first_user
+        if p[0] == "device" and first is not None:
+            joining[first].append((identities[c.anonymous_id].first_link_key[0], c))
 
     conversions = {}
     for c in conv_events:
@@ -588,17 +595,10 @@ def attribute(raw_events, send_order=None, cfg=None):
         if capped:
             touches = touches[-cfg.max_touches:]
 
-        # Lifecycle (section 7): the person's conversions up to this one, plus the conversions
-        # devices made before their first link to this user, which join at the link time.
-        history = []
-        for other in conv_events:
-            p = person_of[other.id]
-            if p == person and other.key <= c.key:
-                history.append(other)
-            elif person[0] == "user" and p[0] == "device":
-                ident = identities[other.anonymous_id]
-                if ident.first_user == person[1] and ident.first_link_key[0] <= T:
-                    history.append(other)
+        # Lifecycle: the person's conversions up to this one, plus those that joined by now.
+        history = [o for o in own_conversions[person] if o.key <= c.key]
+        if person[0] == "user":
+            history += [o for joined_at, o in joining[person[1]] if joined_at <= T]
         purchases = sum(1 for h in history if h.type == "purchase")
         conversions[c.id] = Conversion(
             event=c,
