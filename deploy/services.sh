@@ -251,7 +251,7 @@ zk_install() {
   stamp="$(sha256sum "$ZK_VERSION_POM" | cut -c1-16)"
   if [ "$(cat "$ZK_DIR/lib/.pom-stamp" 2>/dev/null)" != "$stamp" ]; then
     log "fetching Apache ZooKeeper from Maven Central (deploy/zookeeper/pom.xml)"
-    rm -rf "$ZK_DIR/lib"
+    rm -rf "${ZK_DIR:?}/lib"
     mkdir -p "$ZK_DIR/lib"
     (cd "$REPO/deploy/zookeeper" && mvn -q -B dependency:copy-dependencies \
       -DoutputDirectory="$ZK_DIR/lib" -DincludeScope=runtime) >"$ZK_DIR/maven.log" 2>&1 \
@@ -290,11 +290,11 @@ ch_ready() {
 }
 
 ch_launch() {
-  local n=$1 dir="$CLUSTER_DIR/$1" shard replica
+  local n=$1 dir="$CLUSTER_DIR/$1" shard
   if ch_ping "$n"; then log "$n already answers on 127.0.0.1:$(ch_http_port "$n")"; return; fi
   command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] || apt_install clickhouse-server clickhouse-client
   command -v curl >/dev/null || apt_install curl
-  shard="${n#clickhouse-}"; replica="${shard#*-}"; shard="${shard%-*}"
+  shard="${n#clickhouse-}"; shard="${shard%-*}"
   mkdir -p "$dir"/{data,tmp,log,user_files,format_schemas}
   sed -e "s#@STATE@#$dir#g" -e "s#@HTTP_PORT@#$(ch_http_port "$n")#g" -e "s#@TCP_PORT@#$(ch_tcp_port "$n")#g" \
     -e "s#@INTERSERVER_PORT@#$(ch_interserver_port "$n")#g" -e "s#@SHARD@#$shard#g" -e "s#@REPLICA@#$n#g" \
@@ -488,6 +488,7 @@ check_isr_full() { [ "$(check_isr_sizes | sort -u)" = 3 ]; }
 # check_count NODE TABLE: rows of TABLE on NODE after replacing (FINAL).
 check_count() { ch_query "$1" "SELECT count() FROM $CHECK_DB.$2 FINAL" 2>/dev/null; }
 check_count_is() { [ "$(check_count "$1" "$2")" = "$3" ]; }
+check_replaced() { [ "$(ch_query "$1" "SELECT value FROM $CHECK_DB.events FINAL WHERE id = 0" 2>/dev/null)" = b ]; }
 
 cluster_check() {
   local t0=$SECONDS boot out
@@ -548,8 +549,7 @@ cluster_check() {
   ch_query clickhouse-1-2 "INSERT INTO $CHECK_DB.events VALUES (0, 2, 'b')" || check_fail "insert into clickhouse-1-2 failed"
   wait_for "clickhouse-1-2 has shard 1's 100 rows" 20 check_count_is clickhouse-1-2 events 100 || check_fail "clickhouse-1-2 has $(check_count clickhouse-1-2 events) rows"
   wait_for "clickhouse-2-2 has shard 2's 100 rows" 20 check_count_is clickhouse-2-2 events 100 || check_fail "clickhouse-2-2 has $(check_count clickhouse-2-2 events) rows"
-  wait_for "clickhouse-1-1 has row 0 version 2" 20 \
-    eval '[ "$(ch_query clickhouse-1-1 "SELECT value FROM $CHECK_DB.events FINAL WHERE id = 0")" = b ]' \
+  wait_for "clickhouse-1-1 has row 0 version 2" 20 check_replaced clickhouse-1-1 \
     || check_fail "the replacing row did not replicate to clickhouse-1-1"
   for n in "${CLUSTER_CH[@]}"; do
     out="$(check_count "$n" events_all)"
