@@ -327,6 +327,7 @@ node_wait() {
 }
 
 node_launch() {
+  ALREADY_UP=()
   case "$1" in kafka-*) ck_launch "$1" ;; zookeeper) zk_launch ;; clickhouse-*) ch_launch "$1" ;; esac
   if was_up "$1"; then log "$1 already answers"; fi
 }
