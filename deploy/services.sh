@@ -176,12 +176,15 @@ cluster_node_known() {
   return 1
 }
 
+# alive PID: the process runs (and is not a zombie waiting to be reaped).
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
 # node_pid NODE: the pid of NODE if this state folder started it and it still runs.
 node_pid() {
   local pidfile="$CLUSTER_DIR/$1/$1.pid" pid
   [ -f "$pidfile" ] || return 1
   pid="$(cat "$pidfile")"
-  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$CLUSTER_DIR/$1/" \
+  alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$CLUSTER_DIR/$1/" \
     && echo "$pid"
 }
 
@@ -251,9 +254,10 @@ ck_launch() {
   ck_config "$n"
   ck_format
   log "starting $n (log: $dir/kafka.log)"
-  nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile="$REPO/deploy/kafka/log4j2.properties" \
+  # In a subshell, so that the node is no child of this shell (no job notice when a test kills it).
+  (nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile="$REPO/deploy/kafka/log4j2.properties" \
     -cp "$KAFKA_DIR/lib/*" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 </dev/null &
-  echo $! >"$dir/$n.pid"
+   echo $! >"$dir/$n.pid")
 }
 
 zk_install() {
@@ -284,10 +288,10 @@ zk_launch() {
   mkdir -p "$ZK_DIR/data"
   sed -e "s#@DATA@#$ZK_DIR/data#g" -e "s#@PORT@#$CLUSTER_ZK_PORT#g" "$REPO/deploy/cluster/zoo.cfg" >"$ZK_DIR/zoo.cfg"
   log "starting zookeeper (log: $ZK_DIR/zookeeper.log)"
-  nohup java -Xms64m -Xmx256m -XX:+UseG1GC -Dlog4j2.configurationFile="$REPO/deploy/zookeeper/log4j2.properties" \
+  (nohup java -Xms64m -Xmx256m -XX:+UseG1GC -Dlog4j2.configurationFile="$REPO/deploy/zookeeper/log4j2.properties" \
     -cp "$ZK_DIR/lib/*" org.apache.zookeeper.server.ZooKeeperServerMain "$ZK_DIR/zoo.cfg" \
     >>"$ZK_DIR/zookeeper.log" 2>&1 </dev/null &
-  echo $! >"$ZK_DIR/zookeeper.pid"
+   echo $! >"$ZK_DIR/zookeeper.pid")
 }
 
 # ch_query NODE SQL: runs SQL as `default` on NODE over HTTP and prints the answer.
@@ -305,16 +309,17 @@ ch_launch() {
   command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] || apt_install clickhouse-server clickhouse-client
   command -v curl >/dev/null || apt_install curl
   shard="${n#clickhouse-}"; shard="${shard%-*}"
-  mkdir -p "$dir"/{data,tmp,log,user_files,format_schemas}
+  mkdir -p "$dir"/{data,tmp,log,user_files,format_schemas,users.d}
   sed -e "s#@STATE@#$dir#g" -e "s#@HTTP_PORT@#$(ch_http_port "$n")#g" -e "s#@TCP_PORT@#$(ch_tcp_port "$n")#g" \
     -e "s#@INTERSERVER_PORT@#$(ch_interserver_port "$n")#g" -e "s#@SHARD@#$shard#g" -e "s#@REPLICA@#$n#g" \
     -e "s#@TCP_1_1@#$(ch_tcp_port clickhouse-1-1)#g" -e "s#@TCP_1_2@#$(ch_tcp_port clickhouse-1-2)#g" \
     -e "s#@TCP_2_1@#$(ch_tcp_port clickhouse-2-1)#g" -e "s#@TCP_2_2@#$(ch_tcp_port clickhouse-2-2)#g" \
     -e "s#@ZK_PORT@#$CLUSTER_ZK_PORT#g" "$REPO/deploy/cluster/clickhouse.xml" >"$dir/config.xml"
   cp "$REPO/deploy/clickhouse/users.xml" "$dir/users.xml"
+  cp "$REPO/deploy/cluster/clickhouse-users.xml" "$dir/users.d/cluster.xml"
   log "starting $n (log: $dir/log/clickhouse-server.log)"
-  nohup /usr/sbin/clickhouse-server --config-file="$dir/config.xml" >>"$dir/log/stdout.log" 2>&1 </dev/null &
-  echo $! >"$dir/$n.pid"
+  (nohup /usr/sbin/clickhouse-server --config-file="$dir/config.xml" >>"$dir/log/stdout.log" 2>&1 </dev/null &
+   echo $! >"$dir/$n.pid")
 }
 
 # node_wait NODE: waits until NODE itself serves (a Kafka node: answers Metadata; ClickHouse: /ping).
@@ -373,7 +378,7 @@ stop_nodes() {
   done
   local i deadline=$((SECONDS + 20))
   for i in "${!pids[@]}"; do
-    while kill -0 "${pids[$i]}" 2>/dev/null; do
+    while alive "${pids[$i]}"; do
       if ((SECONDS >= deadline)); then log "${names[$i]} did not stop in 20 s, killing it"; kill -9 "${pids[$i]}"; fi
       sleep 0.2
     done
@@ -401,7 +406,7 @@ cluster_node() {
       pid="$(node_pid "$n")" || { log "$n: not running from $CLUSTER_DIR"; return; }
       log "killing $n (pid $pid, SIGKILL)"
       kill -9 "$pid"
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      while alive "$pid"; do sleep 0.1; done
       rm -f "$CLUSTER_DIR/$n/$n.pid" ;;
     pause|resume)
       pid="$(node_pid "$n")" || die "$n: not running from $CLUSTER_DIR"
@@ -472,7 +477,8 @@ cluster_reset() {
 # back; ClickHouse replicates within each shard, answers through a Distributed table with one replica
 # stopped, and the replica catches up when it returns. It removes what it creates.
 
-CHECK_TOPIC=touchstream.cluster-check
+# A topic of its own each run, so that nothing a killed run left behind is counted.
+CHECK_TOPIC="touchstream.cluster-check.$(date +%s)"
 CHECK_DB=touchstream_cluster_check
 CHECK_TMP=""
 
@@ -495,10 +501,11 @@ check_cleanup() {
   exit "$rc"
 }
 
-# ISR sizes of the check topic's partitions, one per line.
+# isr_sizes TOPIC: reads TopicCommand's describe output, prints the ISR size of each of TOPIC's partitions.
+isr_sizes() { { grep -F "Topic: $1"$'\t'"Partition:" || true; } | sed -n 's/.*Isr: \([0-9,]*\).*/\1/p' | awk -F, '{ print NF }'; }
 check_isr_sizes() {
   ck_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(ck_bootstrap)" --describe --topic "$CHECK_TOPIC" 2>/dev/null \
-    | sed -n 's/.*Isr: \([0-9,]*\).*/\1/p' | awk -F, '{ print NF }'
+    | isr_sizes "$CHECK_TOPIC"
 }
 check_isr_full() { [ "$(check_isr_sizes | sort -u)" = 3 ]; }
 
@@ -516,7 +523,6 @@ cluster_check() {
 
   # --- Kafka
   local tk=$SECONDS
-  ck_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$boot" --delete --if-exists --topic "$CHECK_TOPIC" >/dev/null 2>&1 || true
   ck_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$boot" --create --topic "$CHECK_TOPIC" \
     --partitions 6 --replication-factor 3 --config min.insync.replicas=2 >/dev/null \
     || check_fail "could not create $CHECK_TOPIC"
@@ -534,16 +540,17 @@ cluster_check() {
   grep -q '^4000 records sent' "$CHECK_TMP/produce.log" \
     || check_fail "not every record was acknowledged: $(tail -3 "$CHECK_TMP/produce.log")"
   log "kafka: 4000 records acknowledged (acks=all) across the kill: $(grep '^4000 records sent' "$CHECK_TMP/produce.log" | cut -d, -f2- | cut -d, -f1-3)"
-  out="$(check_isr_sizes | sort -u | tr '\n' ' ')"
-  [ "$out" = "2 " ] || check_fail "with kafka-2 down every ISR should have 2 replicas, got: $out"
   out="$(ck_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$boot" --topic "$CHECK_TOPIC" \
     --from-beginning --max-messages 4000 --timeout-ms 20000 2>/dev/null | wc -l)"
   [ "$out" = 4000 ] || check_fail "consumed $out of 4000 records with kafka-2 down"
-  log "kafka: with kafka-2 down every ISR has 2 replicas and all 4000 records were consumed"
-  # The consumer's group created __consumer_offsets (on first use, with kafka-2 down).
-  out="$(ck_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$boot" --describe --topic __consumer_offsets 2>&1 | head -1)" || true
-  grep -q 'ReplicationFactor: 3' <<<"$out" && grep -q 'min.insync.replicas=2' <<<"$out" \
-    || check_fail "__consumer_offsets is not replicated 3 with min ISR 2: $out"
+  # The consumer's group has created __consumer_offsets by now (with kafka-2 down): one describe for both.
+  out="$(ck_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$boot" --describe \
+    --topic "$CHECK_TOPIC|__consumer_offsets" 2>/dev/null)" || check_fail "could not describe the topics"
+  grep -q 'Topic: __consumer_offsets.*ReplicationFactor: 3.*min.insync.replicas=2' <<<"$out" \
+    || check_fail "__consumer_offsets is not replicated 3 with min ISR 2: $(grep -m1 'Topic: __consumer_offsets' <<<"$out")"
+  out="$(isr_sizes "$CHECK_TOPIC" <<<"$out" | sort -u | tr '\n' ' ')"
+  [ "$out" = "2 " ] || check_fail "with kafka-2 down every ISR should have 2 replicas, got: $out"
+  log "kafka: with kafka-2 down all 4000 records were consumed; every ISR has 2 replicas; __consumer_offsets RF 3, min ISR 2"
   cluster_node start kafka-2
   poll 30 check_isr_full || check_fail "kafka-2 did not rejoin the ISRs: $(check_isr_sizes | tr '\n' ' ')"
   log "kafka: kafka-2 is back in every ISR"
@@ -552,6 +559,8 @@ cluster_check() {
 
   # --- ClickHouse
   local tc=$SECONDS n
+  ch_query clickhouse-1-1 "DROP DATABASE IF EXISTS $CHECK_DB ON CLUSTER touchstream" >/dev/null \
+    || check_fail "DROP DATABASE ON CLUSTER failed (are all four servers up?)"
   out="$(ch_query clickhouse-1-1 "CREATE DATABASE IF NOT EXISTS $CHECK_DB ON CLUSTER touchstream")" || check_fail "CREATE DATABASE ON CLUSTER failed"
   out="$(ch_query clickhouse-1-1 "CREATE TABLE $CHECK_DB.events ON CLUSTER touchstream
       (id UInt64, version UInt32, value String)
