@@ -378,10 +378,12 @@ stop_nodes() {
   done
   local i deadline=$((SECONDS + 20))
   for i in "${!pids[@]}"; do
-    while alive "${pids[$i]}"; do
-      if ((SECONDS >= deadline)); then log "${names[$i]} did not stop in 20 s, killing it"; kill -9 "${pids[$i]}"; fi
-      sleep 0.2
-    done
+    while alive "${pids[$i]}" && ((SECONDS < deadline)); do sleep 0.2; done
+    if alive "${pids[$i]}"; then
+      log "${names[$i]} did not stop in 20 s, killing it"
+      kill -9 "${pids[$i]}"
+      while alive "${pids[$i]}"; do sleep 0.1; done
+    fi
     rm -f "$CLUSTER_DIR/${names[$i]}/${names[$i]}.pid"
   done
 }
