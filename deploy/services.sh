@@ -363,8 +363,9 @@ cluster_start() {
 }
 
 # stop_nodes SIGNAL NODE...: sends SIGNAL to every NODE that runs, then waits for all of them (20 s,
-# then SIGKILL). The Kafka nodes are stopped together: one stopped after the others lost the quorum
-# would wait for a controller that is gone.
+# then SIGKILL). The Kafka nodes of a full stop get it together, so that the quorum is still there
+# while each asks it for a controlled shutdown; a Kafka node that still runs 5 s after every other one
+# has gone is waiting for a controller that no longer exists, and is killed.
 stop_nodes() {
   local sig=$1 n pid pids=() names=(); shift
   for n in "$@"; do
@@ -376,16 +377,30 @@ stop_nodes() {
       rm -f "$CLUSTER_DIR/$n/$n.pid"
     fi
   done
-  local i deadline=$((SECONDS + 20))
+  local i deadline=$((SECONDS + 20)) alone_since why
   for i in "${!pids[@]}"; do
-    while alive "${pids[$i]}" && ((SECONDS < deadline)); do sleep 0.2; done
+    alone_since=""; why="did not stop in 20 s"
+    while alive "${pids[$i]}" && ((SECONDS < deadline)); do
+      if [[ ${names[$i]} == kafka-* ]] && ! other_kafka_runs "${names[$i]}"; then
+        alone_since=${alone_since:-$SECONDS}
+        if ((SECONDS - alone_since >= 5)); then why="waits for a controller quorum that is gone"; break; fi
+      fi
+      sleep 0.2
+    done
     if alive "${pids[$i]}"; then
-      log "${names[$i]} did not stop in 20 s, killing it"
+      log "${names[$i]} $why, killing it"
       kill -9 "${pids[$i]}"
       while alive "${pids[$i]}"; do sleep 0.1; done
     fi
     rm -f "$CLUSTER_DIR/${names[$i]}/${names[$i]}.pid"
   done
+}
+
+# other_kafka_runs NODE: another Kafka node of the cluster still runs.
+other_kafka_runs() {
+  local n
+  for n in "${CLUSTER_KAFKA[@]}"; do [ "$n" = "$1" ] || ! node_pid "$n" >/dev/null || return 0; done
+  return 1
 }
 
 # ClickHouse and Kafka together, ZooKeeper once the ClickHouse servers have let go of it.
