@@ -4,13 +4,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SERVICES := deploy/services.sh
 
-.PHONY: help services services-stop test-tools build test test-rust lint fmt fmt-check demo bench clean-services
+.PHONY: help services services-stop cluster cluster-stop cluster-check test-tools build test test-rust lint fmt fmt-check demo bench clean-services
 
 help:
 	@echo "make demo           start Kafka + ClickHouse, run the pipeline on generated traffic, print the source-of-sale report"
 	@echo "make test           services + fmt check + clippy + every test (what CI runs)"
 	@echo "make services       install what is missing and start Kafka and ClickHouse (idempotent)"
 	@echo "make services-stop  stop them"
+	@echo "make cluster        the local cluster: 3 Kafka nodes, ZooKeeper, 2x2 ClickHouse servers (idempotent)"
+	@echo "make cluster-stop   stop it; make cluster-check: kill a broker, stop a replica, check they recover"
 	@echo "make build | fmt | lint | bench"
 
 services:
@@ -18,6 +20,15 @@ services:
 
 services-stop:
 	@$(SERVICES) stop
+
+cluster:
+	@$(SERVICES) start cluster
+
+cluster-stop:
+	@$(SERVICES) stop cluster
+
+cluster-check:
+	@$(SERVICES) cluster-check
 
 test-tools:
 	@$(SERVICES) install-test-tools
