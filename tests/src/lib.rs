@@ -52,6 +52,8 @@ impl TestTopics {
             &topics.attributed,
             &topics.dlq,
             &topics.changelog,
+            &topics.person,
+            &topics.person_changelog,
         ]
         .iter()
         .map(|t| topics.spec(t))
@@ -69,6 +71,8 @@ impl TestTopics {
             (format!("{p}ATTRIBUTED"), t.attributed.clone()),
             (format!("{p}DLQ"), t.dlq.clone()),
             (format!("{p}CHANGELOG"), t.changelog.clone()),
+            (format!("{p}PERSON"), t.person.clone()),
+            (format!("{p}PERSON_CHANGELOG"), t.person_changelog.clone()),
             (format!("{p}PARTITIONS"), t.partitions.to_string()),
         ]
     }
@@ -85,6 +89,8 @@ impl Drop for TestTopics {
                 t.attributed.as_str(),
                 t.dlq.as_str(),
                 t.changelog.as_str(),
+                t.person.as_str(),
+                t.person_changelog.as_str(),
             ];
             let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
         });
@@ -290,6 +296,8 @@ pub struct Pipeline {
     pub ops: Vec<String>,
     /// producer, enricher, sink.
     pub services: Vec<Service>,
+    /// The enricher's group and environment, to start more instances in it.
+    enricher_env: Vec<(String, String)>,
 }
 
 impl Pipeline {
@@ -352,6 +360,10 @@ impl Pipeline {
             &enricher,
         )
         .await;
+        let enricher_env: Vec<(String, String)> = enricher_env
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("__OPS__LISTEN") && !k.ends_with("__TRANSACTIONAL_ID"))
+            .collect();
 
         let mut producer_env = topics.env("producer");
         producer_env.push((
@@ -369,7 +381,29 @@ impl Pipeline {
             ],
             producer_url,
             services: vec![producer, enricher, sink],
+            enricher_env,
         }
+    }
+
+    /// Starts one more enricher instance in the same group (its own transactional id and ops
+    /// port), and waits until it is ready.
+    pub async fn add_enricher(&mut self) {
+        let ops = free_port();
+        let mut env = self.enricher_env.clone();
+        env.extend([
+            (
+                "TOUCHSTREAM_ENRICHER__TRANSACTIONAL_ID".into(),
+                unique("enricher-tx-"),
+            ),
+            (
+                "TOUCHSTREAM_ENRICHER__OPS__LISTEN".into(),
+                format!("127.0.0.1:{ops}"),
+            ),
+        ]);
+        let enricher = Service::spawn("enricher", &[], &env);
+        wait_ready(&format!("http://127.0.0.1:{ops}/readyz"), &enricher).await;
+        self.ops.push(format!("http://127.0.0.1:{ops}"));
+        self.services.push(enricher);
     }
 }
 
@@ -591,7 +625,7 @@ pub async fn produce_payloads(topic: &str, records: &[(String, Vec<u8>)]) -> Vec
 pub async fn produce_raw(topic: &str, events: &[touchstream_model::RawEvent]) -> Vec<(i32, i64)> {
     let records: Vec<(String, Vec<u8>)> = events
         .iter()
-        .map(|e| (e.anonymous_id.clone(), touchstream_avro::encode(e).unwrap()))
+        .map(|e| (e.device_key(), touchstream_avro::encode(e).unwrap()))
         .collect();
     produce_payloads(topic, &records).await
 }

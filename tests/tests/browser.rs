@@ -112,7 +112,8 @@ fn rows(text: &str) -> Vec<Row> {
 const EVENT_COLUMNS: &str = "toString(event_id) AS event_id, event_type, anonymous_id, user_id, \
      page_url, referrer, user_agent, target_url, element, signup_kind, method, asset_id, asset_kind, \
      order_id, revenue, currency, property_keys, property_values, channel, source, social_network, \
-     click_id_kind, is_internal, is_bot, opens_touch, occurred_at_ms, sent_at_ms";
+     click_id_kind, is_internal, is_bot, opens_touch, occurred_at_ms, sent_at_ms, session_channel, \
+     session_source, session_social_network";
 
 async fn events_of(db: &ScratchDatabase, anonymous_id: &str, at_least: usize) -> Vec<Row> {
     eventually(
@@ -307,14 +308,24 @@ async fn a_browser_arriving_from_social_posts_is_attributed_to_them() {
         (r#"["items"]"#, r#"["2"]"#)
     );
     for conversion in [download, signup, purchase] {
+        // Session-scoped: the t.co touch that opened the session brought the conversion.
         assert_eq!(
             (
-                conversion["source"].as_str(),
-                conversion["social_network"].as_str(),
-                conversion["channel"].as_str()
+                conversion["session_source"].as_str(),
+                conversion["session_social_network"].as_str(),
+                conversion["session_channel"].as_str()
             ),
             ("x", "x", "Organic Social"),
-            "a conversion carries the touch that brought the visitor: {conversion:#?}"
+            "a conversion's session carries the touch that brought the visitor: {conversion:#?}"
+        );
+        // Event-scoped: the conversion's own hit, from a page of the site itself.
+        assert_eq!(
+            (
+                conversion["channel"].as_str(),
+                conversion["is_internal"].as_str()
+            ),
+            ("Direct", "1"),
+            "{conversion:#?}"
         );
     }
 

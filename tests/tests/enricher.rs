@@ -382,9 +382,13 @@ async fn journey_of_ten_touches_is_credited_under_every_model() {
             e.page_url
         );
     }
-    // Conversions report the touch that brought them: the last one before.
-    assert_eq!(got(&signup).touch.source, "facebook");
-    assert_eq!(got(&purchase).touch.source, "(direct)");
+    // Session-scoped, a conversion carries the touch that opened its session (the signup's
+    // came with t10 from Facebook; the purchase started a session of its own: Direct);
+    // event-scoped, its own hit (a page of the site, reached from another: internal, Direct).
+    assert_eq!(got(&signup).session.source, "facebook");
+    assert_eq!(got(&purchase).session.source, "(direct)");
+    assert_eq!(got(&signup).touch.source, "(direct)");
+    assert!(got(&signup).touch.is_internal);
     assert!(!got(&signup).opens_touch);
 
     // The signup: 9 touches (t1, t3 … t10), no revenue.
@@ -802,8 +806,8 @@ async fn rebalance_hands_visitor_state_over_through_the_changelog() {
     let restored: BTreeMap<i32, usize> = b
         .log_text()
         .lines()
-        .filter(|l| l.contains("state restored"))
-        .filter_map(|l| Some((field(l, "partition")?, field(l, "visitors")? as usize)))
+        .filter(|l| l.contains("state restored") && l.contains("\"device\""))
+        .filter_map(|l| Some((field(l, "partition")?, field(l, "states")? as usize)))
         .filter(|(_, visitors)| *visitors > 0)
         .collect();
     assert_eq!(
@@ -922,17 +926,22 @@ async fn restore_waits_for_a_previous_owners_open_transaction() {
     .await;
     assert!(a.terminate(), "{}", a.log_text());
 
-    // The zombie: a group member with a transaction that rewrites the visitor's state (a user
-    // id it "stitched") and re-commits the group's offset, left open.
+    // The zombie: a group member with a transaction that rewrites the device's state (a user
+    // it links the device to) and re-commits the group's offset, left open.
+    let key = touchstream_model::device_key(touchstream_model::DEFAULT_SITE, &v);
     let state = read_committed_all(&topics.topics.changelog)
         .await
         .into_iter()
         .rev()
-        .find(|m| m.key() == Some(v.as_bytes()))
+        .find(|m| m.key() == Some(key.as_bytes()))
         .and_then(|m| m.payload().map(<[u8]>::to_vec))
-        .expect("the visitor's state in the changelog");
-    let mut state = enricher::state::VisitorState::decode(&state).unwrap();
-    state.user_id = Some("zombie-user".into());
+        .expect("the device's state in the changelog");
+    use enricher::state::Stored;
+    let mut state = enricher::device::DeviceState::decode(&state).unwrap();
+    state.links.push(enricher::device::DeviceLink {
+        user_id: "zombie-user".into(),
+        from: t0,
+    });
     let state = state.encode().unwrap();
     let (raw, changelog) = (topics.topics.raw.clone(), topics.topics.changelog.clone());
     let zombie_group = group.clone();
@@ -956,7 +965,7 @@ async fn restore_waits_for_a_previous_owners_open_transaction() {
         producer
             .send(
                 BaseRecord::to(&changelog)
-                    .key(v.as_bytes())
+                    .key(key.as_bytes())
                     .payload(&state)
                     .partition(0),
             )

@@ -21,7 +21,7 @@ async fn events_posted_over_http_reach_clickhouse_attributed_to_their_network() 
     let http = reqwest::Client::new();
 
     let purchase_id = uuid::Uuid::new_v4().to_string();
-    let batch = json!([
+    let mut batch = json!([
         click("v-x", "https://shop.example/", Some("https://t.co/AbC123")),
         click("v-fb", "https://shop.example/blog/post-1", Some("https://l.facebook.com/l.php?u=https%3A%2F%2Fshop.example%2F")),
         click("v-li", "https://shop.example/?utm_source=LinkedIn&utm_medium=social&utm_campaign=launch&utm_content=post-42", None),
@@ -31,6 +31,15 @@ async fn events_posted_over_http_reach_clickhouse_attributed_to_their_network() 
         { "event_id": purchase_id, "event_type": "purchase", "anonymous_id": "v-x", "page_url": "https://shop.example/thanks",
           "order_id": "o-1", "revenue": 4999, "currency": "EUR" },
     ]);
+    // Stamped as a tracker stamps them: a few milliseconds apart, sent together (events with
+    // no time of their own would all take the arrival time, and ties are broken by event id).
+    let sent = touchstream_model::time::now_ms();
+    let events = batch.as_array_mut().unwrap();
+    let n = events.len() as i64;
+    for (i, e) in events.iter_mut().enumerate() {
+        e["occurred_at"] = json!(sent - (n - i as i64) * 10);
+        e["sent_at"] = json!(sent);
+    }
     let resp = http
         .post(format!("{}/v1/events", pipeline.producer_url))
         .json(&batch)
@@ -41,9 +50,11 @@ async fn events_posted_over_http_reach_clickhouse_attributed_to_their_network() 
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["accepted"], 7);
 
+    // The session-scoped source: the conversions' sessions started with the touch from their
+    // network (their own hits have no referrer: Direct, event-scoped).
     let rows = eventually("7 events in ClickHouse", Duration::from_secs(90), || async {
         let text = db
-            .query("SELECT anonymous_id, event_type, source, ifNull(social_network, '-') FROM events FINAL ORDER BY anonymous_id, event_type FORMAT TSV")
+            .query("SELECT anonymous_id, event_type, session_source, ifNull(session_social_network, '-') FROM events FINAL ORDER BY anonymous_id, event_type FORMAT TSV")
             .await;
         let rows: Vec<String> = text.lines().map(str::to_string).collect();
         (rows.len() >= 7).then_some(rows)

@@ -32,11 +32,16 @@ pub struct AttributionConfig {
     pub lookback_days: u32,
     pub time_decay_half_life_days: f64,
     pub session_timeout_minutes: u32,
-    /// Events up to this much older than the newest event of their visitor are placed by
-    /// event time; older ones are attributed but open no touch (see README).
+    /// Events up to this much older than the newest event of their device give exactly the
+    /// result they would have on time; older ones are attributed best effort and flagged.
     pub allowed_lateness_minutes: u32,
-    /// Touches kept per visitor at most (oldest evicted first), bounding state size.
+    /// Touches credited per conversion at most (the newest inside the lookback); four times
+    /// as many are kept per person at most, bounding state size.
     pub max_touches_per_visitor: usize,
+    /// Conversions a user keeps to re-credit when another device's records arrive late (the
+    /// oldest are let go first); a device that is its own person keeps those within the
+    /// allowed lateness.
+    pub max_conversions_per_person: usize,
 }
 
 impl Default for EnricherConfig {
@@ -65,6 +70,7 @@ impl Default for AttributionConfig {
             session_timeout_minutes: 30,
             allowed_lateness_minutes: 60,
             max_touches_per_visitor: 64,
+            max_conversions_per_person: 32,
         }
     }
 }
@@ -82,6 +88,10 @@ impl EnricherConfig {
         anyhow::ensure!(
             self.attribution.max_touches_per_visitor > 0,
             "attribution.max_touches_per_visitor must be positive"
+        );
+        anyhow::ensure!(
+            self.attribution.max_conversions_per_person > 0,
+            "attribution.max_conversions_per_person must be positive"
         );
         anyhow::ensure!(
             self.attribution.time_decay_half_life_days > 0.0,

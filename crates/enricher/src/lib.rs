@@ -1,16 +1,28 @@
 //! The enricher: raw events in, attributed events out, exactly once.
 //!
+//! Two stages run in one loop, so that a person's devices can live on different partitions and
+//! instances (schemas/attribution-rules.md, section 5): the device stage reads the raw topic
+//! (keyed by device) and the person stage reads the person topic (keyed by user), which the
+//! device stage writes inside the same transactions.
+//!
 //! - [`config`]: the [`EnricherConfig`].
-//! - [`attribute`]: the pure step, one event and its visitor's state → an attributed event
-//!   (classification, session, stitching, lifecycle, credits under six models).
-//! - [`state`]: per-visitor state per partition and its changelog encoding.
+//! - [`attribute`]: the two pure steps: a raw event and its device's state, a person record and
+//!   its user's state → attributed events and person records.
+//! - [`device`]: a device's state: sessions, links to users, itself as its own person.
+//! - [`person`]: a person's state and rules: touches, linked devices, conversions kept to be
+//!   re-credited, lifecycle.
+//! - [`records`]: what the device stage tells a user on the person topic.
+//! - [`state`]: the two stores per owned partition and their changelog encodings.
 //! - [`processor`]: the Kafka transaction loop, state restore, rebalances, DLQ.
 //! - [`metrics`]: every metric the enricher emits.
 
 pub mod attribute;
 pub mod config;
+pub mod device;
 pub mod metrics;
+pub mod person;
 pub mod processor;
+pub mod records;
 pub mod state;
 
 use std::sync::Arc;
@@ -39,6 +51,8 @@ impl Application {
                 t.spec(&t.attributed),
                 t.spec(&t.dlq),
                 t.spec(&t.changelog),
+                t.spec(&t.person),
+                t.spec(&t.person_changelog),
             ],
         )
         .await?;

@@ -16,8 +16,33 @@ pub fn conversion(model: &'static str, channel: &str) {
     counter!("touchstream_enricher_conversions_total", "model" => model, "channel" => channel.to_string()).increment(1);
 }
 
+/// Later than the allowed lateness behind its device's newest event: attributed best effort.
 pub fn late_event() {
     counter!("touchstream_enricher_late_events_total").increment(1);
+}
+
+/// An event id seen again inside the lateness window: dropped (its first copy stands).
+pub fn duplicate() {
+    counter!("touchstream_enricher_duplicate_events_total").increment(1);
+}
+
+/// A conversion written again with a higher revision; `reason`: late_touch, link, moved,
+/// lifecycle or session.
+pub fn recredit(reason: &'static str) {
+    counter!("touchstream_enricher_recredits_total", "reason" => reason).increment(1);
+}
+
+/// Earlier events (not conversions) whose session a late event changed: their rows keep the
+/// session they were written with.
+pub fn session_changes_kept(n: usize) {
+    if n > 0 {
+        counter!("touchstream_enricher_session_changes_total").increment(n as u64);
+    }
+}
+
+/// A record for a user on the person topic; `kind`: link, event, touch, moved or sessions.
+pub fn person_record(kind: &'static str) {
+    counter!("touchstream_enricher_person_records_total", "kind" => kind).increment(1);
 }
 
 pub fn poison() {
@@ -38,18 +63,21 @@ pub fn restarts() {
     counter!("touchstream_enricher_restarts_total").increment(1);
 }
 
-pub fn state(visitors: usize, bytes: usize) {
-    gauge!("touchstream_enricher_state_visitors").set(visitors as f64);
-    gauge!("touchstream_enricher_state_bytes").set(bytes as f64);
+/// The states this instance holds; `store`: device or person.
+pub fn state(store: &'static str, states: usize, bytes: usize) {
+    gauge!("touchstream_enricher_state_entries", "store" => store).set(states as f64);
+    gauge!("touchstream_enricher_state_bytes", "store" => store).set(bytes as f64);
 }
 
-pub fn restored(partition: i32, visitors: usize, took: Duration) {
-    counter!("touchstream_enricher_state_restores_total").increment(1);
-    counter!("touchstream_enricher_state_restored_visitors_total").increment(visitors as u64);
+pub fn restored(store: &'static str, partition: i32, states: usize, took: Duration) {
+    counter!("touchstream_enricher_state_restores_total", "store" => store).increment(1);
+    counter!("touchstream_enricher_state_restored_entries_total", "store" => store)
+        .increment(states as u64);
     histogram!("touchstream_enricher_state_restore_seconds").record(took.as_secs_f64());
     tracing::info!(
+        store,
         partition,
-        visitors,
+        states,
         took_ms = took.as_millis() as u64,
         "state restored"
     );

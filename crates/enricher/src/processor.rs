@@ -1,15 +1,19 @@
-//! The exactly-once loop: consume a batch of raw events, attribute them, and produce the
-//! attributed events, the visitors' new state (changelog) and the consumed offsets in one
-//! Kafka transaction. Either all of a batch's effects become visible to `read_committed`
-//! readers or none do.
+//! The exactly-once loop: consume a batch of raw events and person records, attribute them, and
+//! produce the attributed events, the person records for users, both stores' new state
+//! (changelogs) and the consumed offsets in one Kafka transaction. Either all of a batch's
+//! effects become visible to `read_committed` readers or none do.
+//!
+//! One consumer in one group reads both inputs: the raw topic (keyed by device) and the person
+//! topic (keyed by user, written by this loop itself). A partition of either is owned by one
+//! instance at a time, with its store restored from the changelog partition of the same number.
 //!
 //! On any error the transaction is aborted and the whole session (consumer, producer, state)
 //! is rebuilt: the consumer restarts from the committed offsets and the state is restored
-//! from the changelog, which was committed together with those offsets, so the two agree.
+//! from the changelogs, which were committed together with those offsets, so the two agree.
 //!
 //! This runs on a dedicated thread: the transactional calls of librdkafka block.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,31 +25,54 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use touchstream_avro::DlqRecord;
+use touchstream_model::RawEvent;
 use touchstream_model::time::now_ms;
-use touchstream_model::{AttributedEvent, RawEvent};
 use touchstream_runtime::{Health, Shutdown};
 
-use crate::attribute::Attributor;
+use crate::attribute::{Attributor, new_conversions};
 use crate::config::EnricherConfig;
+use crate::device::DeviceState;
 use crate::metrics;
-use crate::state::{PartitionStates, VisitorState};
+use crate::person::{Emitted, PersonState};
+use crate::records::{PersonRecord, person_key};
+use crate::state::{Store, Stored, restored_key};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Which input (and store) a partition belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Input {
+    Raw,
+    Person,
+}
 
 /// Records rebalances for the loop to act on between transactions, and exports lag.
 struct Context {
     changes: Mutex<Vec<Change>>,
     lag: touchstream_kafka::LagContext,
+    raw_topic: String,
 }
 
 enum Change {
-    Assigned(Vec<i32>),
-    Revoked(Vec<i32>),
+    Assigned(Vec<(Input, i32)>),
+    Revoked(Vec<(Input, i32)>),
 }
 
-fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
-    tpl.elements().iter().map(|e| e.partition()).collect()
+impl Context {
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<(Input, i32)> {
+        tpl.elements()
+            .iter()
+            .map(|e| {
+                let input = if e.topic() == self.raw_topic {
+                    Input::Raw
+                } else {
+                    Input::Person
+                };
+                (input, e.partition())
+            })
+            .collect()
+    }
 }
 
 impl ClientContext for Context {
@@ -57,8 +84,8 @@ impl ClientContext for Context {
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let change = match rebalance {
-            Rebalance::Assign(tpl) => Change::Assigned(partitions(tpl)),
-            Rebalance::Revoke(tpl) => Change::Revoked(partitions(tpl)),
+            Rebalance::Assign(tpl) => Change::Assigned(self.partitions(tpl)),
+            Rebalance::Revoke(tpl) => Change::Revoked(self.partitions(tpl)),
             Rebalance::Error(e) => {
                 tracing::warn!(error = %e, "rebalance error");
                 return;
@@ -98,7 +125,8 @@ struct Session<'a> {
     shutdown: &'a Shutdown,
     consumer: BaseConsumer<Context>,
     producer: BaseProducer,
-    state: PartitionStates,
+    devices: Store<DeviceState>,
+    persons: Store<PersonState>,
 }
 
 impl<'a> Session<'a> {
@@ -113,9 +141,10 @@ impl<'a> Session<'a> {
         let context = Context {
             changes: Mutex::new(Vec::new()),
             lag: touchstream_kafka::LagContext::new("enricher"),
+            raw_topic: cfg.topics.raw.clone(),
         };
         let consumer: BaseConsumer<Context> = ccfg.create_with_context(context)?;
-        consumer.subscribe(&[&cfg.topics.raw])?;
+        consumer.subscribe(&[&cfg.topics.raw, &cfg.topics.person])?;
         let producer: BaseProducer = cfg
             .kafka
             .transactional_producer("touchstream-enricher", &cfg.transactional_id())
@@ -129,7 +158,8 @@ impl<'a> Session<'a> {
             shutdown,
             consumer,
             producer,
-            state: PartitionStates::default(),
+            devices: Store::default(),
+            persons: Store::default(),
         })
     }
 
@@ -140,7 +170,10 @@ impl<'a> Session<'a> {
             self.apply_rebalances()?;
             let batch: Vec<OwnedMessage> = batch
                 .into_iter()
-                .filter(|m| self.state.owns(m.partition()))
+                .filter(|m| match self.input(m) {
+                    Input::Raw => self.devices.owns(m.partition()),
+                    Input::Person => self.persons.owns(m.partition()),
+                })
                 .collect();
             if batch.is_empty() {
                 continue;
@@ -177,6 +210,14 @@ impl<'a> Session<'a> {
         Ok(batch)
     }
 
+    fn input(&self, m: &OwnedMessage) -> Input {
+        if m.topic() == self.cfg.topics.raw {
+            Input::Raw
+        } else {
+            Input::Person
+        }
+    }
+
     /// Drops the state of revoked partitions and restores that of assigned ones, before any
     /// record of theirs is processed.
     fn apply_rebalances(&mut self) -> anyhow::Result<()> {
@@ -187,95 +228,105 @@ impl<'a> Session<'a> {
         for change in changes {
             match change {
                 Change::Revoked(ps) => {
-                    for p in ps {
-                        self.state.drop_partition(p);
+                    for (input, p) in ps {
+                        match input {
+                            Input::Raw => self.devices.drop_partition(p),
+                            Input::Person => self.persons.drop_partition(p),
+                        }
                     }
                 }
                 Change::Assigned(ps) => {
-                    for p in ps {
+                    for (input, p) in ps {
                         let started = Instant::now();
-                        let visitors = restore_partition(self.cfg, p)?;
-                        metrics::restored(p, visitors.len(), started.elapsed());
-                        self.state.insert_partition(p, visitors);
+                        let n = match input {
+                            Input::Raw => {
+                                let states = restore_partition::<DeviceState>(
+                                    self.cfg,
+                                    &self.cfg.topics.changelog,
+                                    p,
+                                )?;
+                                let n = states.len();
+                                self.devices.insert_partition(p, states);
+                                n
+                            }
+                            Input::Person => {
+                                let states = restore_partition::<PersonState>(
+                                    self.cfg,
+                                    &self.cfg.topics.person_changelog,
+                                    p,
+                                )?;
+                                let n = states.len();
+                                self.persons.insert_partition(p, states);
+                                n
+                            }
+                        };
+                        metrics::restored(input_name(input), p, n, started.elapsed());
                     }
                 }
             }
         }
-        let (visitors, bytes) = self.state.size();
-        metrics::state(visitors, bytes);
+        self.export_state_size();
         Ok(())
+    }
+
+    fn export_state_size(&self) {
+        let (devices, device_bytes) = self.devices.size();
+        let (persons, person_bytes) = self.persons.size();
+        metrics::state("device", devices, device_bytes);
+        metrics::state("person", persons, person_bytes);
     }
 
     fn transact(&mut self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
         let started = Instant::now();
-        let topics = &self.cfg.topics;
         self.producer.begin_transaction()?;
-        let mut dirty: HashSet<(i32, String)> = HashSet::new();
-        let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut out = Vec::with_capacity(512);
+        let mut out = Out {
+            producer: &self.producer,
+            topics: &self.cfg.topics,
+            buf: Vec::with_capacity(512),
+            dirty_devices: HashSet::new(),
+            dirty_persons: HashSet::new(),
+        };
+        let mut next_offsets: BTreeMap<(Input, i32), i64> = BTreeMap::new();
         for msg in batch {
-            let partition = msg.partition();
-            next_offsets.insert(partition, msg.offset() + 1);
-            let payload = msg.payload().unwrap_or_default();
-            let raw: RawEvent = match touchstream_avro::decode(payload) {
-                Ok(raw) => raw,
-                Err(e) => {
-                    metrics::poison();
-                    tracing::warn!(error = %e, partition, offset = msg.offset(), "undecodable raw event sent to the DLQ");
-                    let record = DlqRecord {
-                        stage: "enricher".into(),
-                        reason: format!("undecodable raw event: {e}"),
-                        payload: payload.to_vec(),
-                        source_topic: Some(topics.raw.clone()),
-                        source_partition: Some(partition),
-                        source_offset: Some(msg.offset()),
-                        failed_at: now_ms(),
-                    };
-                    out.clear();
-                    touchstream_avro::encode_into(&record, &mut out)?;
-                    send(
-                        &self.producer,
-                        BaseRecord::<[u8], [u8]>::to(&topics.dlq).payload(&out),
-                    )?;
-                    continue;
-                }
+            let input = if msg.topic() == self.cfg.topics.raw {
+                Input::Raw
+            } else {
+                Input::Person
             };
-            metrics::event_in(raw.event_type.as_str());
-            let key = raw.anonymous_id.clone();
-            let visitor = self.state.visitor(partition, &key);
-            let attributed: AttributedEvent = self.attributor.attribute(visitor, raw);
-            if let Some(conv) = &attributed.conversion {
-                for c in &conv.credits {
-                    if c.weight > 0.0 {
-                        metrics::conversion(c.model.as_str(), &c.channel);
-                    }
-                }
+            next_offsets.insert((input, msg.partition()), msg.offset() + 1);
+            match input {
+                Input::Raw => raw_record(self.attributor, &mut self.devices, &mut out, msg)?,
+                Input::Person => person_record(self.attributor, &mut self.persons, &mut out, msg)?,
             }
-            out.clear();
-            touchstream_avro::encode_into(&attributed, &mut out)?;
-            send(
-                &self.producer,
-                BaseRecord::to(&topics.attributed)
-                    .key(key.as_bytes())
-                    .payload(&out[..]),
-            )?;
-            metrics::event_out(attributed.event.event_type.as_str());
-            dirty.insert((partition, key));
         }
-        // One changelog record per visitor touched, on the partition of its input.
-        for (partition, key) in &dirty {
-            let bytes = self.state.encode(*partition, key)?;
+        // One changelog record per state touched, on the partition of its input.
+        for (partition, key) in &out.dirty_devices {
+            let bytes = self.devices.encode(*partition, key)?;
             send(
                 &self.producer,
-                BaseRecord::to(&topics.changelog)
+                BaseRecord::to(&self.cfg.topics.changelog)
+                    .key(key.as_bytes())
+                    .payload(&bytes[..])
+                    .partition(*partition),
+            )?;
+        }
+        for (partition, key) in &out.dirty_persons {
+            let bytes = self.persons.encode(*partition, key)?;
+            send(
+                &self.producer,
+                BaseRecord::to(&self.cfg.topics.person_changelog)
                     .key(key.as_bytes())
                     .payload(&bytes[..])
                     .partition(*partition),
             )?;
         }
         let mut offsets = TopicPartitionList::new();
-        for (p, next) in &next_offsets {
-            offsets.add_partition_offset(&topics.raw, *p, Offset::Offset(*next))?;
+        for ((input, p), next) in &next_offsets {
+            let topic = match input {
+                Input::Raw => &self.cfg.topics.raw,
+                Input::Person => &self.cfg.topics.person,
+            };
+            offsets.add_partition_offset(topic, *p, Offset::Offset(*next))?;
         }
         let group = self
             .consumer
@@ -285,9 +336,163 @@ impl<'a> Session<'a> {
             .send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
         self.producer.commit_transaction(TXN_TIMEOUT)?;
         metrics::committed(batch.len(), started.elapsed());
-        let (visitors, bytes) = self.state.size();
-        metrics::state(visitors, bytes);
+        self.export_state_size();
         Ok(())
+    }
+}
+
+fn input_name(input: Input) -> &'static str {
+    match input {
+        Input::Raw => "device",
+        Input::Person => "person",
+    }
+}
+
+/// What a transaction writes besides offsets, and which states it touched.
+struct Out<'a> {
+    producer: &'a BaseProducer,
+    topics: &'a touchstream_kafka::Topics,
+    buf: Vec<u8>,
+    dirty_devices: HashSet<(i32, String)>,
+    dirty_persons: HashSet<(i32, String)>,
+}
+
+impl Out<'_> {
+    /// Writes attributed events (keyed by their device) and counts them.
+    fn attributed(&mut self, emitted: &Emitted) -> anyhow::Result<()> {
+        for c in new_conversions(emitted) {
+            if let Some(conversion) = &c.conversion {
+                for k in &conversion.credits {
+                    if k.weight > 0.0 {
+                        metrics::conversion(k.model.as_str(), &k.channel);
+                    }
+                }
+            }
+        }
+        for reason in &emitted.recredits {
+            if crate::attribute::is_recredit(*reason) {
+                metrics::recredit(reason.as_str());
+            }
+        }
+        for event in &emitted.events {
+            self.buf.clear();
+            touchstream_avro::encode_into(event, &mut self.buf)?;
+            let key = event.event.device_key();
+            send(
+                self.producer,
+                BaseRecord::to(&self.topics.attributed)
+                    .key(key.as_bytes())
+                    .payload(&self.buf[..]),
+            )?;
+            metrics::event_out(event.event.event_type.as_str());
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, msg: &OwnedMessage, stage_reason: String) -> anyhow::Result<()> {
+        metrics::poison();
+        let record = DlqRecord {
+            stage: "enricher".into(),
+            reason: stage_reason,
+            payload: msg.payload().unwrap_or_default().to_vec(),
+            source_topic: Some(msg.topic().to_owned()),
+            source_partition: Some(msg.partition()),
+            source_offset: Some(msg.offset()),
+            failed_at: now_ms(),
+        };
+        self.buf.clear();
+        touchstream_avro::encode_into(&record, &mut self.buf)?;
+        send(
+            self.producer,
+            BaseRecord::<[u8], [u8]>::to(&self.topics.dlq).payload(&self.buf),
+        )
+    }
+}
+
+/// One raw event: the device stage.
+fn raw_record(
+    attributor: &Attributor,
+    devices: &mut Store<DeviceState>,
+    out: &mut Out<'_>,
+    msg: &OwnedMessage,
+) -> anyhow::Result<()> {
+    let partition = msg.partition();
+    let payload = msg.payload().unwrap_or_default();
+    let raw: RawEvent = match touchstream_avro::decode(payload) {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::warn!(error = %e, partition, offset = msg.offset(), "undecodable raw event sent to the DLQ");
+            return out.dead_letter(msg, format!("undecodable raw event: {e}"));
+        }
+    };
+    metrics::event_in(raw.event_type.as_str());
+    let key = raw.device_key();
+    let site = raw.site_id.clone();
+    let device = devices.get_mut(partition, &key);
+    let result = attributor.device_event(device, raw);
+    if result.duplicate {
+        metrics::duplicate();
+        return Ok(());
+    }
+    if result.late {
+        metrics::late_event();
+    }
+    metrics::session_changes_kept(result.session_changes_kept);
+    out.attributed(&result.emitted)?;
+    for (user, record) in &result.to_persons {
+        let person = person_key(&site, user);
+        out.buf.clear();
+        record.encode_into(&mut out.buf)?;
+        send(
+            out.producer,
+            BaseRecord::to(&out.topics.person)
+                .key(person.as_bytes())
+                .payload(&out.buf[..]),
+        )?;
+        metrics::person_record(record_kind(record));
+    }
+    out.dirty_devices.insert((partition, key));
+    Ok(())
+}
+
+/// One person record: the person stage.
+fn person_record(
+    attributor: &Attributor,
+    persons: &mut Store<PersonState>,
+    out: &mut Out<'_>,
+    msg: &OwnedMessage,
+) -> anyhow::Result<()> {
+    let partition = msg.partition();
+    let key = msg
+        .key()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default();
+    let record = match PersonRecord::decode(msg.payload().unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, partition, offset = msg.offset(), "undecodable person record sent to the DLQ");
+            return out.dead_letter(msg, format!("undecodable person record: {e}"));
+        }
+    };
+    let user = key
+        .split_once('/')
+        .map_or(key.as_str(), |(_, u)| u)
+        .to_owned();
+    let person = persons.get_mut(partition, &key);
+    let (emitted, kept) = attributor.person_record(person, &user, record);
+    metrics::session_changes_kept(kept);
+    out.attributed(&emitted)?;
+    out.dirty_persons.insert((partition, key));
+    Ok(())
+}
+
+fn record_kind(record: &PersonRecord) -> &'static str {
+    match record {
+        PersonRecord::Link { .. } => "link",
+        PersonRecord::Event { .. } => "event",
+        PersonRecord::Touch { .. } => "touch",
+        PersonRecord::Moved { .. } => "moved",
+        PersonRecord::Sessions { .. } => "sessions",
     }
 }
 
@@ -317,11 +522,12 @@ fn is_transient(e: &KafkaError) -> bool {
 }
 
 /// Reads one changelog partition from the beginning to its end (read_committed), once no
-/// transaction is open on it.
-fn restore_partition(
+/// transaction is open on it: `(key, state, encoded length)` per key still present.
+fn restore_partition<S: Stored>(
     cfg: &EnricherConfig,
+    topic: &str,
     partition: i32,
-) -> anyhow::Result<HashMap<String, VisitorState>> {
+) -> anyhow::Result<Vec<(String, S, usize)>> {
     let mut ccfg = cfg.kafka.consumer(
         "touchstream-enricher-restore",
         &format!("{}-restore", cfg.group_id),
@@ -329,37 +535,43 @@ fn restore_partition(
     ccfg.set("enable.partition.eof", "true");
     let consumer: BaseConsumer = ccfg.create()?;
     let deadline = Instant::now() + RESTORE_TIMEOUT;
-    wait_for_open_transactions(cfg, &consumer, partition, deadline)?;
+    wait_for_open_transactions(cfg, &consumer, topic, partition, deadline)?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&cfg.topics.changelog, partition, Offset::Beginning)?;
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
-    let mut visitors = HashMap::new();
+    let mut states: std::collections::HashMap<String, (S, usize)> = Default::default();
     loop {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "restoring changelog partition {partition} took longer than {RESTORE_TIMEOUT:?}"
+            "restoring {topic} partition {partition} took longer than {RESTORE_TIMEOUT:?}"
         );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
                     continue;
                 };
+                let key = restored_key(key);
                 match m.payload() {
                     None => {
-                        visitors.remove(&key);
+                        states.remove(&key);
                     }
-                    Some(bytes) => match VisitorState::decode(bytes) {
+                    Some(bytes) => match S::decode(bytes) {
                         Ok(state) => {
-                            visitors.insert(key, state);
+                            states.insert(key, (state, bytes.len()));
                         }
-                        // A state this build cannot read: start that visitor afresh rather than stop.
+                        // A state this build cannot read: start that key afresh rather than stop.
                         Err(e) => {
-                            tracing::error!(error = %e, %key, partition, "unreadable visitor state skipped")
+                            tracing::error!(error = %e, %key, topic, partition, "unreadable state skipped")
                         }
                     },
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(visitors),
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                return Ok(states
+                    .into_iter()
+                    .map(|(k, (s, len))| (k, s, len))
+                    .collect());
+            }
             Some(Err(e)) if is_transient(&e) => {
                 tracing::warn!(error = %e, "restore consumer error")
             }
@@ -381,10 +593,10 @@ fn restore_partition(
 fn wait_for_open_transactions(
     cfg: &EnricherConfig,
     committed: &BaseConsumer,
+    topic: &str,
     partition: i32,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    let topic = &cfg.topics.changelog;
     let mut ucfg = cfg.kafka.consumer(
         "touchstream-enricher-restore",
         &format!("{}-restore", cfg.group_id),

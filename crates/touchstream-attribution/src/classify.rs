@@ -75,7 +75,8 @@ impl Touch {
     }
 }
 
-pub(crate) const DIRECT_SOURCE: &str = "(direct)";
+/// The source of a Direct hit.
+pub const DIRECT_SOURCE: &str = "(direct)";
 const NONE_MEDIUM: &str = "(none)";
 const NOT_SET: &str = "(not set)";
 

@@ -16,12 +16,54 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 // The model names are wire vocabulary (Avro, ClickHouse): one definition, in the model crate.
 pub use touchstream_model::{AttributionModel, UnknownModel};
 
-/// One touch in a visitor's history.
+/// One touch in a person's history: what a credit needs of it, and nothing more (it is kept in
+/// the enricher's state for up to the lookback). Only clicks that open a touch become one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TouchRecord {
     pub event_id: String,
     pub time_ms: i64,
-    pub touch: Touch,
+    pub channel: Channel,
+    pub source: String,
+    pub social_network: Option<String>,
+    pub campaign: Option<String>,
+    /// utm_content: the post.
+    pub content: Option<String>,
+}
+
+impl TouchRecord {
+    pub fn new(event_id: impl Into<String>, time_ms: i64, touch: &Touch) -> Self {
+        Self {
+            event_id: event_id.into(),
+            time_ms,
+            channel: touch.channel,
+            source: touch.source.clone(),
+            social_network: touch.social_network.clone(),
+            campaign: touch.campaign.clone(),
+            content: touch.content.clone(),
+        }
+    }
+
+    /// A touch from its wire classification (an unknown channel name reads as Unassigned).
+    pub fn from_fields(
+        event_id: impl Into<String>,
+        time_ms: i64,
+        fields: &touchstream_model::TouchFields,
+    ) -> Self {
+        Self {
+            event_id: event_id.into(),
+            time_ms,
+            channel: fields.channel.parse().unwrap_or(Channel::Unassigned),
+            source: fields.source.clone(),
+            social_network: fields.social_network.clone(),
+            campaign: fields.campaign.clone(),
+            content: fields.content.clone(),
+        }
+    }
+
+    /// `(time, event id)`: the order touches are credited in.
+    pub fn order_key(&self) -> (i64, &str) {
+        (self.time_ms, self.event_id.as_str())
+    }
 }
 
 /// A conversion to credit. `revenue` is in whatever unit the caller chose (minor units for
@@ -38,14 +80,17 @@ pub struct CreditConfig {
     /// Touches older than this before the conversion do not count.
     pub lookback_ms: i64,
     pub time_decay_half_life_ms: i64,
+    /// At most this many touches are credited: the newest inside the window.
+    pub max_touches: usize,
 }
 
 impl Default for CreditConfig {
-    /// DESIGN.md: 30-day lookback, 7-day half-life.
+    /// 30-day lookback, 7-day half-life, 64 touches.
     fn default() -> Self {
         CreditConfig {
             lookback_ms: 30 * DAY_MS,
             time_decay_half_life_ms: 7 * DAY_MS,
+            max_touches: 64,
         }
     }
 }
@@ -76,10 +121,10 @@ pub struct ConversionCredits {
     pub credits: Vec<Credit>,
 }
 
-/// Credits `conversion` to `touches` (one visitor's history, any order) under every model.
+/// Credits `conversion` to `touches` (one person's history, any order) under every model.
 ///
-/// Only touches with `conversion.time_ms − lookback_ms ≤ time_ms ≤ conversion.time_ms` that open a
-/// touch (not internal navigation) count; a repeated `event_id` counts once.
+/// Only touches with `conversion.time_ms − lookback_ms ≤ time_ms ≤ conversion.time_ms` count, at
+/// most the newest `max_touches` of them; a repeated `event_id` counts once.
 ///
 /// A conversion with no touch in the window is still counted: every model gives weight 1 to a
 /// synthetic Direct / `(direct)` touch whose event id is the conversion's own and whose time is
@@ -93,19 +138,15 @@ pub fn credit(
     let window_start = conversion.time_ms.saturating_sub(config.lookback_ms.max(0));
     let mut window: Vec<&TouchRecord> = touches
         .iter()
-        .filter(|t| {
-            t.time_ms >= window_start && t.time_ms <= conversion.time_ms && t.touch.opens_touch()
-        })
+        .filter(|t| t.time_ms >= window_start && t.time_ms <= conversion.time_ms)
         .collect();
     // (time, event id) is a total order over distinct events, which makes the result independent
     // of the input order.
-    window.sort_by(|a, b| {
-        a.time_ms
-            .cmp(&b.time_ms)
-            .then_with(|| a.event_id.cmp(&b.event_id))
-    });
+    window.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     let mut seen = HashSet::with_capacity(window.len());
     window.retain(|t| seen.insert(t.event_id.as_str()));
+    let excess = window.len().saturating_sub(config.max_touches.max(1));
+    window.drain(..excess);
 
     if window.is_empty() {
         return no_touch_credits(conversion);
@@ -122,7 +163,7 @@ pub fn credit(
     let last_non_direct = window
         .iter()
         .rev()
-        .find(|t| t.touch.channel != Channel::Direct)
+        .find(|t| t.channel != Channel::Direct)
         .copied()
         .unwrap_or(last);
     push(AttributionModel::LastNonDirect, last_non_direct, 1.0);
@@ -166,11 +207,11 @@ fn credit_for(model: AttributionModel, t: &TouchRecord, weight: f64, revenue: f6
         model,
         touch_event_id: t.event_id.clone(),
         touch_time_ms: t.time_ms,
-        channel: t.touch.channel,
-        source: t.touch.source.clone(),
-        social_network: t.touch.social_network.clone(),
-        campaign: t.touch.campaign.clone(),
-        content: t.touch.content.clone(),
+        channel: t.channel,
+        source: t.source.clone(),
+        social_network: t.social_network.clone(),
+        campaign: t.campaign.clone(),
+        content: t.content.clone(),
         weight,
         revenue_credit: weight * revenue,
     }
@@ -215,11 +256,7 @@ mod tests {
     }
 
     fn rec(id: &str, time_ms: i64, channel: Channel, source: &str) -> TouchRecord {
-        TouchRecord {
-            event_id: id.to_owned(),
-            time_ms,
-            touch: touch(channel, source),
-        }
+        TouchRecord::new(id, time_ms, &touch(channel, source))
     }
 
     fn weights(c: &ConversionCredits, model: AttributionModel) -> Vec<(String, f64)> {
@@ -336,17 +373,31 @@ mod tests {
     }
 
     #[test]
-    fn internal_navigation_and_duplicates_do_not_count() {
+    fn duplicates_count_once_and_only_the_newest_touches_up_to_the_cap() {
         let t0 = 100 * DAY_MS;
-        let mut internal = rec("i", t0 - HOUR, Channel::Direct, "(direct)");
-        internal.touch.is_internal = true;
         let a = rec("a", t0 - 2 * HOUR, Channel::OrganicSocial, "linkedin");
-        let c = credit(
-            &[internal, a.clone(), a],
-            &conv(t0, 1.0),
-            &CreditConfig::default(),
-        );
+        let c = credit(&[a.clone(), a], &conv(t0, 1.0), &CreditConfig::default());
         assert_eq!(c.touches_to_conversion, 1);
+        let many: Vec<TouchRecord> = (0..10)
+            .map(|i| {
+                rec(
+                    &format!("t{i}"),
+                    t0 - (10 - i) * HOUR,
+                    Channel::Email,
+                    "news",
+                )
+            })
+            .collect();
+        let capped = CreditConfig {
+            max_touches: 4,
+            ..CreditConfig::default()
+        };
+        let c = credit(&many, &conv(t0, 1.0), &capped);
+        assert_eq!(c.touches_to_conversion, 4);
+        assert_eq!(
+            weights(&c, AttributionModel::FirstTouch),
+            [("t6".into(), 1.0)]
+        );
     }
 
     #[test]
@@ -357,8 +408,8 @@ mod tests {
             rec("b", t0 - 10 * DAY_MS, Channel::OrganicSocial, "x"),
         ];
         let config = CreditConfig {
-            lookback_ms: 30 * DAY_MS,
             time_decay_half_life_ms: 1,
+            ..CreditConfig::default()
         };
         let c = credit(&touches, &conv(t0, 1.0), &config);
         let w = weights(&c, AttributionModel::TimeDecay);

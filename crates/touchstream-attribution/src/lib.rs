@@ -24,13 +24,13 @@ pub mod session;
 
 pub use catalogue::{Catalogue, CatalogueError};
 pub use channel::{Channel, SourceCategory, UnknownChannel};
-pub use classify::{Classifier, Hit, Touch};
+pub use classify::{Classifier, DIRECT_SOURCE, Hit, Touch};
 pub use credit::{
     AttributionModel, Conversion, ConversionCredits, Credit, CreditConfig, TouchRecord,
     UnknownModel, credit,
 };
 pub use lifecycle::{ConversionKind, Lifecycle, LifecycleStage};
 pub use session::{
-    CampaignKey, Reassignment, Session, SessionAssignment, SessionConfig, SessionEvent,
-    SessionState, Sessionizer, sessionize,
+    CampaignKey, Reassignment, Session, SessionAssignment, SessionChange, SessionConfig,
+    SessionEvent, SessionState, Sessionizer, sessionize, source_of,
 };

@@ -8,6 +8,7 @@
 //! allowed lateness so that a late event is placed by its event time.
 
 use serde::{Deserialize, Serialize};
+use touchstream_model::SessionSource;
 
 use crate::channel::Channel;
 use crate::classify::Touch;
@@ -33,7 +34,9 @@ impl CampaignKey {
 }
 
 /// One event of a visitor. `touch` is the classified touch for `click` events and `None` for
-/// signup, download and purchase (they extend a session but never change its campaign).
+/// the other types (they extend a session but never change its campaign or give it a source).
+/// A touch that is internal navigation or a bot neither starts a campaign session nor gives a
+/// session its source.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionEvent<'a> {
     pub event_id: &'a str,
@@ -149,14 +152,46 @@ struct RetainedEvent {
     event_id: String,
     time_ms: i64,
     campaign: Option<CampaignKey>,
+    /// The event's own classification when it is a touch (what its session would take as its
+    /// source, were it first).
+    source: Option<SessionSource>,
     session: u64,
     /// The campaign of the event's session as of this event.
     session_campaign: Option<CampaignKey>,
+    /// The source of the event's session: its first event's when that is a touch, else Direct.
+    session_source: SessionSource,
+}
+
+/// The source a touch gives the session it opens.
+pub fn source_of(touch: &Touch) -> SessionSource {
+    SessionSource {
+        channel: touch.channel.as_str().to_owned(),
+        source: touch.source.clone(),
+        medium: touch.medium.clone(),
+        campaign: touch.campaign.clone(),
+        content: touch.content.clone(),
+        social_network: touch.social_network.clone(),
+    }
+}
+
+fn own_source(touch: Option<&Touch>) -> Option<SessionSource> {
+    touch
+        .filter(|t| t.opens_touch() && !t.is_bot)
+        .map(source_of)
 }
 
 impl SessionState {
     pub fn new() -> Self {
         SessionState::default()
+    }
+
+    /// A state with nothing retained whose next session number is `next_session` (to carry a
+    /// visitor's numbering over from a state this version cannot read in full).
+    pub fn resuming(next_session: u64) -> Self {
+        SessionState {
+            next_session,
+            ..SessionState::default()
+        }
     }
 
     /// How many events the state currently holds (bounded by the lateness window and
@@ -184,6 +219,20 @@ pub struct SessionAssignment {
     /// Earlier events whose session changed because this one arrived late (it split a session
     /// with a new campaign, or bridged two sessions). Empty for in-order streams.
     pub reassigned: Vec<Reassignment>,
+    /// The source of this event's session (the touch that opened it, or Direct).
+    pub session_source: SessionSource,
+    /// Earlier events whose session number or session source changed because of this one
+    /// (a superset of `reassigned`: a late landing touch gives the events after it a source).
+    pub changed: Vec<SessionChange>,
+}
+
+/// An earlier event's session, as it is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionChange {
+    pub event_id: String,
+    pub time_ms: i64,
+    pub session: u64,
+    pub session_source: SessionSource,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,13 +266,16 @@ impl Sessionizer {
                 beyond_lateness: false,
                 duplicate: true,
                 reassigned: Vec::new(),
+                session_source: found.session_source.clone(),
+                changed: Vec::new(),
             };
         }
-        let campaign = event.touch.and_then(CampaignKey::of);
+        let campaign = event.touch.filter(|t| !t.is_bot).and_then(CampaignKey::of);
+        let source = own_source(event.touch);
         if let Some(anchor) = &state.anchor {
             let key = (event.time_ms, event.event_id);
             if key <= (anchor.time_ms, anchor.event_id.as_str()) {
-                return beyond_lateness(state, event.time_ms, campaign, config);
+                return beyond_lateness(state, event.time_ms, campaign, source, config);
             }
         }
         state.watermark_ms = Some(
@@ -241,11 +293,13 @@ impl Sessionizer {
                 event_id: event.event_id.to_owned(),
                 time_ms: event.time_ms,
                 campaign,
+                source,
                 session: u64::MAX,
                 session_campaign: None,
+                session_source: SessionSource::default(),
             },
         );
-        let reassigned = renumber(state, position, config);
+        let (reassigned, changed) = renumber(state, position, config);
         let placed = &state.retained[position];
         let starts_session = position
             .checked_sub(1)
@@ -253,6 +307,7 @@ impl Sessionizer {
             .or(state.anchor.as_ref().map(|a| a.session))
             != Some(placed.session);
         let session_number = placed.session;
+        let session_source = placed.session_source.clone();
         forget_settled(state, config);
         SessionAssignment {
             session_number,
@@ -260,17 +315,20 @@ impl Sessionizer {
             beyond_lateness: false,
             duplicate: false,
             reassigned,
+            session_source,
+            changed,
         }
     }
 }
 
 /// Re-runs GA's rule over the retained events (starting from the anchor's context) and keeps the
-/// existing session numbers wherever the grouping allows.
+/// existing session numbers wherever the grouping allows. Returns the events other than the
+/// inserted one whose session number changed, and those whose number or source changed.
 fn renumber(
     state: &mut SessionState,
     inserted: usize,
     config: &SessionConfig,
-) -> Vec<Reassignment> {
+) -> (Vec<Reassignment>, Vec<SessionChange>) {
     let anchor_session = state.anchor.as_ref().map(|a| a.session);
     let mut last_ms = state.anchor.as_ref().map(|a| a.time_ms);
     let mut session_campaign = state
@@ -279,8 +337,14 @@ fn renumber(
         .and_then(|a| a.session_campaign.clone());
     // `None`: the event continues the anchor's session; `Some(g)`: the g-th session that starts
     // among the retained events.
+    let mut session_source = state
+        .anchor
+        .as_ref()
+        .map(|a| a.session_source.clone())
+        .unwrap_or_default();
     let mut groups: Vec<Option<usize>> = Vec::with_capacity(state.retained.len());
     let mut campaigns = Vec::with_capacity(state.retained.len());
+    let mut sources = Vec::with_capacity(state.retained.len());
     let mut group_count = 0usize;
     let mut current: Option<usize> = None;
     for r in &state.retained {
@@ -294,9 +358,11 @@ fn renumber(
             current = Some(group_count);
             group_count += 1;
             session_campaign = r.campaign.clone();
+            session_source = r.source.clone().unwrap_or_default();
         }
         groups.push(current);
         campaigns.push(session_campaign.clone());
+        sources.push(session_source.clone());
         last_ms = Some(r.time_ms);
     }
     // A new group keeps the old number of its earliest member whose number is still free.
@@ -311,7 +377,8 @@ fn renumber(
         }
     }
     let mut reassigned = Vec::new();
-    for (i, r) in state.retained.iter_mut().enumerate() {
+    let mut changed = Vec::new();
+    for (i, (r, source)) in state.retained.iter_mut().zip(sources).enumerate() {
         let number = match (groups[i], anchor_session) {
             (Some(g), _) => *numbers[g].get_or_insert_with(|| {
                 let n = state.next_session;
@@ -329,10 +396,19 @@ fn renumber(
                 to_session: number,
             });
         }
+        if i != inserted && (r.session != number || r.session_source != source) {
+            changed.push(SessionChange {
+                event_id: r.event_id.clone(),
+                time_ms: r.time_ms,
+                session: number,
+                session_source: source.clone(),
+            });
+        }
         r.session = number;
         r.session_campaign = campaigns[i].clone();
+        r.session_source = source;
     }
-    reassigned
+    (reassigned, changed)
 }
 
 /// Lets go of events no acceptable late event can sort before any more (older than the
@@ -362,19 +438,20 @@ fn beyond_lateness(
     state: &mut SessionState,
     time_ms: i64,
     campaign: Option<CampaignKey>,
+    source: Option<SessionSource>,
     config: &SessionConfig,
 ) -> SessionAssignment {
     let joins = state.anchor.as_ref().and_then(|a| {
         let close = a.time_ms.saturating_sub(time_ms) <= config.inactivity_ms;
         let same = campaign.is_none() || campaign == a.session_campaign;
-        (close && same).then_some(a.session)
+        (close && same).then(|| (a.session, a.session_source.clone()))
     });
-    let (session_number, starts_session) = match joins {
-        Some(n) => (n, false),
+    let (session_number, starts_session, session_source) = match joins {
+        Some((n, source)) => (n, false, source),
         None => {
             let n = state.next_session;
             state.next_session += 1;
-            (n, true)
+            (n, true, source.unwrap_or_default())
         }
     };
     SessionAssignment {
@@ -383,6 +460,8 @@ fn beyond_lateness(
         beyond_lateness: true,
         duplicate: false,
         reassigned: Vec::new(),
+        session_source,
+        changed: Vec::new(),
     }
 }
 
@@ -514,10 +593,21 @@ mod tests {
         };
         assert_eq!(obs(&mut state, "a", 0, Some(&fb)).session_number, 0);
         assert_eq!(obs(&mut state, "c", 20 * MIN, None).session_number, 0);
-        // A LinkedIn click at minute 10 arrives late: it starts a session, and "c" moves into it.
+        // A LinkedIn click at minute 10 arrives late: it starts a session, and "c" moves into it
+        // and takes its source.
         let late = obs(&mut state, "b", 10 * MIN, Some(&li));
         assert!(late.starts_session && !late.beyond_lateness);
         assert_eq!(late.session_number, 1);
+        assert_eq!(late.session_source.source, "linkedin");
+        assert_eq!(
+            late.changed,
+            [SessionChange {
+                event_id: "c".into(),
+                time_ms: 20 * MIN,
+                session: 1,
+                session_source: source_of(&li),
+            }]
+        );
         assert_eq!(
             late.reassigned,
             [Reassignment {
@@ -550,6 +640,51 @@ mod tests {
         let json = serde_json::to_string(&state).unwrap();
         let back: SessionState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, state);
+    }
+
+    #[test]
+    fn a_late_landing_touch_gives_the_events_of_its_session_their_source() {
+        let fb = social("facebook", None);
+        let internal = Touch {
+            is_internal: true,
+            ..Touch::direct()
+        };
+        let s = Sessionizer::default();
+        let mut state = SessionState::new();
+        let mut obs = |id: &str, t: i64, touch: Option<&Touch>| {
+            s.observe(
+                &mut state,
+                SessionEvent {
+                    event_id: id,
+                    time_ms: t,
+                    touch,
+                },
+            )
+        };
+        // An internal click and a signup arrive first: their session has no touch yet.
+        let first = obs("i", 2 * MIN, Some(&internal));
+        assert_eq!(first.session_source, SessionSource::default());
+        assert_eq!(obs("s", 5 * MIN, None).session_source.channel, "Direct");
+        // The landing click from Facebook at minute 1 arrives: same session, now its source.
+        let landing = obs("l", MIN, Some(&fb));
+        assert_eq!(landing.session_number, 0);
+        assert!(landing.reassigned.is_empty());
+        let changed: Vec<(&str, &str)> = landing
+            .changed
+            .iter()
+            .map(|c| (c.event_id.as_str(), c.session_source.source.as_str()))
+            .collect();
+        assert_eq!(changed, [("i", "facebook"), ("s", "facebook")]);
+        // A bot's click never gives a session its source or a campaign.
+        let bot = Touch {
+            is_bot: true,
+            ..social("linkedin", Some("x"))
+        };
+        let b = obs("b", 3 * MIN, Some(&bot));
+        assert_eq!(
+            (b.session_number, b.session_source.source.as_str()),
+            (0, "facebook")
+        );
     }
 
     #[test]

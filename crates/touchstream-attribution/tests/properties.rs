@@ -28,11 +28,9 @@ prop_compose! {
     fn touch_records(max: usize)(raw in prop::collection::vec(
         (0i64..60 * DAY, 0usize..20, 0usize..5, prop::option::of(0u8..3), any::<bool>()), 0..max
     )) -> Vec<TouchRecord> {
-        raw.into_iter().enumerate().map(|(i, (t, ch, src, camp, internal))| {
-            let mut touch = touch(ch, src, camp);
-            // A few internal clicks, which never count.
-            touch.is_internal = internal && i % 5 == 0;
-            TouchRecord { event_id: format!("e{i}"), time_ms: t, touch }
+        // Internal clicks never become touch records (the caller's job), so a few are left out.
+        raw.into_iter().enumerate().filter(|(i, (.., internal))| !(*internal && i % 5 == 0)).map(|(i, (t, ch, src, camp, _))| {
+            TouchRecord::new(format!("e{i}"), t, &touch(ch, src, camp))
         }).collect()
     }
 }
@@ -49,7 +47,7 @@ proptest! {
         half_life_days in 1i64..14,
         shuffle_seed in any::<u64>(),
     ) {
-        let config = CreditConfig { lookback_ms: lookback_days * DAY, time_decay_half_life_ms: half_life_days * DAY };
+        let config = CreditConfig { lookback_ms: lookback_days * DAY, time_decay_half_life_ms: half_life_days * DAY, max_touches: 64 };
         let conversion = Conversion { event_id: "conv".into(), time_ms: conv_time, revenue };
         let result = credit(&touches, &conversion, &config);
 
@@ -65,13 +63,12 @@ proptest! {
                 prop_assert!(c.touch_time_ms <= conv_time, "credit after the conversion");
                 prop_assert!(c.touch_time_ms >= conv_time - config.lookback_ms, "credit outside the lookback");
                 if c.touch_event_id != "conv" {
-                    let t = touches.iter().find(|t| t.event_id == c.touch_event_id).unwrap();
-                    prop_assert!(!t.touch.is_internal, "internal navigation credited");
+                    prop_assert!(touches.iter().any(|t| t.event_id == c.touch_event_id), "an unknown touch credited");
                 }
             }
         }
         let in_window = touches.iter().filter(|t| {
-            t.time_ms <= conv_time && t.time_ms >= conv_time - config.lookback_ms && !t.touch.is_internal
+            t.time_ms <= conv_time && t.time_ms >= conv_time - config.lookback_ms
         }).count();
         prop_assert_eq!(result.touches_to_conversion as usize, in_window);
         prop_assert!(result.days_to_conversion >= 0.0 && result.days_to_conversion <= lookback_days as f64);

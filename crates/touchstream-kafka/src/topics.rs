@@ -11,14 +11,18 @@ use crate::{KafkaConfig, KafkaError};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Topics {
-    /// Accepted events, Avro `RawEvent`, key = anonymous_id.
+    /// Accepted events, Avro `RawEvent`, key = `site_id/anonymous_id`.
     pub raw: String,
-    /// Enriched events, Avro `AttributedEvent`, key = anonymous_id.
+    /// Enriched events, Avro `AttributedEvent`, key = `site_id/anonymous_id`.
     pub attributed: String,
     /// Everything that could not be processed, Avro `DlqRecord`, with the reason.
     pub dlq: String,
-    /// The enricher's visitor state (compacted).
+    /// The enricher's device state (compacted), one partition per raw partition.
     pub changelog: String,
+    /// The enricher's own repartition topic: records for a user, key = `site_id/user_id`.
+    pub person: String,
+    /// The enricher's user state (compacted), one partition per person partition.
+    pub person_changelog: String,
     /// Partitions for topics created at start-up.
     pub partitions: i32,
     /// Replication factor for topics created at start-up.
@@ -38,6 +42,8 @@ impl Topics {
             attributed: format!("{prefix}.events.attributed"),
             dlq: format!("{prefix}.events.dlq"),
             changelog: format!("{prefix}.enricher.state"),
+            person: format!("{prefix}.enricher.person"),
+            person_changelog: format!("{prefix}.enricher.person-state"),
             partitions: 4,
             replication: 1,
         }
@@ -48,7 +54,7 @@ impl Topics {
             name: name.to_string(),
             partitions: self.partitions,
             replication: self.replication,
-            compacted: name == self.changelog,
+            compacted: name == self.changelog || name == self.person_changelog,
         }
     }
 }

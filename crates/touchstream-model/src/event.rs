@@ -405,7 +405,7 @@ pub struct AttributedEvent {
 }
 
 /// The source of a session: the classification of the touch that opened it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SessionSource {
     pub channel: String,
     pub source: String,
