@@ -78,7 +78,7 @@ say "followers are not customers: micro- vs macro-conversions per social network
 say "the same purchases under every model (revenue credited to each network, EUR)"
 ch "SELECT ifNull(social_network, '(not social)') AS network, model, round(sum(revenue_credit) / 100, 2) AS revenue_eur
     FROM conversion_credits FINAL WHERE conversion_type = 'purchase'
-    GROUP BY network, model ORDER BY network, model FORMAT PrettyCompactMonoBlock" | head -60
+    GROUP BY network, model HAVING countIf(retracted = 0) > 0 ORDER BY network, model FORMAT PrettyCompactMonoBlock" | head -60
 
 say "touches and days to conversion: touchstream report path-length"
 "$BIN/touchstream" report path-length --database "$DB" --model linear

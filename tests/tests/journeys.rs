@@ -51,7 +51,10 @@ async fn state_sizes(pipeline: &Pipeline) -> String {
             continue;
         };
         let text = resp.text().await.unwrap_or_default();
-        for line in text.lines().filter(|l| l.starts_with("touchstream_enricher_state_")) {
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("touchstream_enricher_state_"))
+        {
             if let Some((name, value)) = line.rsplit_once(' ') {
                 *sums.entry(name.to_owned()).or_default() += value.parse::<f64>().unwrap_or(0.0);
             }
@@ -59,14 +62,21 @@ async fn state_sizes(pipeline: &Pipeline) -> String {
     }
     let per = |store: &str| {
         let bytes = sums
-            .get(&format!("touchstream_enricher_state_bytes{{store=\"{store}\"}}"))
+            .get(&format!(
+                "touchstream_enricher_state_bytes{{store=\"{store}\"}}"
+            ))
             .copied()
             .unwrap_or(0.0);
         let n = sums
-            .get(&format!("touchstream_enricher_state_entries{{store=\"{store}\"}}"))
+            .get(&format!(
+                "touchstream_enricher_state_entries{{store=\"{store}\"}}"
+            ))
             .copied()
             .unwrap_or(0.0);
-        format!("{n} {store}s, {bytes} bytes, {:.0} bytes each", bytes / n.max(1.0))
+        format!(
+            "{n} {store}s, {bytes} bytes, {:.0} bytes each",
+            bytes / n.max(1.0)
+        )
     };
     format!("enricher state: {}; {}", per("device"), per("person"))
 }

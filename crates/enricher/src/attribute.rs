@@ -28,6 +28,8 @@ pub struct Attributor {
     /// For a user: conversions kept whatever their age (up to a count), since another device's
     /// records may arrive long after (a backfill processes partitions at different speeds).
     person_rules: Rules,
+    /// How far behind its device's newest event an event may be and still be on time.
+    lateness_ms: i64,
 }
 
 /// What one raw event produced.
@@ -77,6 +79,7 @@ impl Attributor {
             }),
             device_rules: rules(Some(lateness_ms)),
             person_rules: rules(None),
+            lateness_ms,
         })
     }
 
@@ -102,7 +105,8 @@ impl Attributor {
             out.duplicate = true;
             return out;
         }
-        out.late = placed.beyond_lateness;
+        // On time: no more than the allowed lateness behind the device's newest event so far.
+        out.late = placed.beyond_lateness || t < d.max_event_time.saturating_sub(self.lateness_ms);
         d.max_event_time = d.max_event_time.max(t);
         d.own.max_event_time = d.own.max_event_time.max(d.max_event_time);
         let device = raw.anonymous_id.clone();
@@ -157,7 +161,7 @@ impl Attributor {
             opens_touch,
             session_id: format!("{}:{}", raw.anonymous_id, placed.session_number),
             session: placed.session_source.clone(),
-            is_late: placed.beyond_lateness,
+            is_late: out.late,
             raw,
         };
         // The device keeps every touch of its own (for its own conversions, and for its first
@@ -608,6 +612,25 @@ mod tests {
             ["t1", "t3"]
         );
         assert_eq!(s.row("t7").purchase_count, 1);
+    }
+
+    #[test]
+    fn a_touch_later_than_the_allowed_lateness_is_flagged_and_only_counts_from_then_on() {
+        let mut s = Sim::new();
+        s.send(click("a", "v", T0, GOOGLE));
+        s.send(purchase("p1", "v", T0 + 120 * MIN, None));
+        s.send(click("b", "v", T0 + 180 * MIN, FACEBOOK));
+        // Two hours behind the device's newest event: beyond the 60 minutes allowed.
+        s.send(click("late", "v", T0 + 60 * MIN, LINKEDIN));
+        assert!(s.row("late").is_late);
+        assert!(!s.row("b").is_late);
+        assert_eq!(s.row("p1").revision, 0, "not re-credited");
+        assert_eq!(ids(&s.credits("p1", AttributionModel::Linear)), ["a"]);
+        s.send(purchase("p2", "v", T0 + 240 * MIN, None));
+        assert_eq!(
+            ids(&s.credits("p2", AttributionModel::Linear)),
+            ["a", "b", "late"]
+        );
     }
 
     #[test]
