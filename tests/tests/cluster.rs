@@ -14,6 +14,9 @@ use touchstream_model::{
     AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
     RawEvent, TouchFields,
 };
+use touchstream_tests::{
+    Service, TestTopics, eventually, free_port, produce_payloads, unique, wait_ready,
+};
 use touchstream_warehouse::reports::{self, ReportParams};
 use touchstream_warehouse::{
     CreditRow, EventRow, ShardedWriter, Warehouse, WarehouseConfig, client, insert, migrate,
@@ -557,12 +560,7 @@ async fn cluster_migrations_run_twice_and_concurrently() {
                 "SELECT name FROM schema_migrations GROUP BY name ORDER BY name FORMAT TSV",
             )
             .await;
-        assert_eq!(
-            recorded,
-            format!("{}\n", all.join("\n")),
-            "{}",
-            name
-        );
+        assert_eq!(recorded, format!("{}\n", all.join("\n")), "{}", name);
     }
     let engine = db
         .on(
@@ -866,4 +864,127 @@ async fn a_stopped_replica_is_failed_over_and_catches_up() {
             .await,
         credit_rows as u64
     );
+}
+
+/// The sink binary configured with `clickhouse.cluster`: it migrates the cluster database
+/// itself, writes the stream (with a replayed stretch) into the shards, commits its offsets once
+/// the rows are in, and the reports read from the Distributed tables equal those of the same
+/// events written into a single server.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sink_writes_the_stream_into_the_cluster() {
+    cluster_up();
+    let _turn = TURN.lock().await;
+    let topics = TestTopics::create(2).await;
+    let db = ScratchCluster::new();
+    let fixture = fixture();
+    let mut stream: Vec<(String, Vec<u8>)> = fixture
+        .iter()
+        .map(|e| {
+            (
+                e.event.anonymous_id.clone(),
+                touchstream_avro::encode(e).unwrap(),
+            )
+        })
+        .collect();
+    // A replay of the first 40 records, as after a crash between insert and commit.
+    stream.extend(stream[..40].to_vec());
+    produce_payloads(&topics.topics.attributed, &stream).await;
+
+    let replica_urls: String = NODES
+        .iter()
+        .map(|(_, http, native)| format!("\"{native}\" = \"{http}\"\n"))
+        .collect();
+    let config = std::env::temp_dir().join(format!("{}.toml", unique("sink-cluster-")));
+    std::fs::write(
+        &config,
+        format!(
+            "[sink.clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\ncluster = \"{CLUSTER}\"\n\
+             [sink.clickhouse.replica_urls]\n{replica_urls}",
+            NODES[0].1,
+            db.name()
+        ),
+    )
+    .unwrap();
+    let group = unique("sink-");
+    let ops = free_port();
+    let mut env = topics.env("sink");
+    env.extend([
+        ("TOUCHSTREAM_CONFIG".into(), config.display().to_string()),
+        ("TOUCHSTREAM_SINK__GROUP_ID".into(), group.clone()),
+        (
+            "TOUCHSTREAM_SINK__OPS__LISTEN".into(),
+            format!("127.0.0.1:{ops}"),
+        ),
+        ("TOUCHSTREAM_SINK__BATCH__MAX_WAIT_MS".into(), "200".into()),
+        ("TOUCHSTREAM_SINK__BATCH__MAX_ROWS".into(), "100".into()),
+    ]);
+    let sink = Service::spawn("sink", &[], &env);
+    wait_ready(&format!("http://127.0.0.1:{ops}/readyz"), &sink).await;
+
+    let distinct: BTreeSet<&str> = fixture.iter().map(|e| e.event.event_id.as_str()).collect();
+    eventually(
+        "every event in the cluster",
+        Duration::from_secs(90),
+        || async {
+            let sql = "SELECT count() FROM events FINAL";
+            (query(NODES[0].1, Some(db.name()), sql).await.trim() == distinct.len().to_string())
+                .then_some(())
+        },
+    )
+    .await;
+    // Offsets are committed after the inserts: eventually all of them.
+    let consumer: rdkafka::consumer::BaseConsumer = touchstream_tests::kafka()
+        .consumer("touchstream-tests", &group)
+        .create()
+        .unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for p in 0..2 {
+        partitions.add_partition(&topics.topics.attributed, p);
+    }
+    let total = stream.len() as i64;
+    eventually(
+        "the sink's offsets committed",
+        Duration::from_secs(30),
+        || {
+            let committed = rdkafka::consumer::Consumer::committed_offsets(
+                &consumer,
+                partitions.clone(),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+            let sum: i64 = committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(n) => Some(n),
+                    _ => None,
+                })
+                .sum();
+            async move { (sum == total).then_some(()) }
+        },
+    )
+    .await;
+    for node in [0, 2] {
+        let rows = db.number(node, "SELECT count() FROM events_local").await;
+        assert!(rows > 0, "{} holds none of the rows", NODES[node].0);
+    }
+
+    migrate(&db.single).await.unwrap();
+    let (events, credits) = rows(&fixture, T0 + 40 * 24 * HOUR);
+    insert(&client(&db.single), &events, &credits)
+        .await
+        .unwrap();
+    for report in reports::all() {
+        for model in MODELS {
+            let params = january(model);
+            let on_cluster = reports::run(&client(&db.cfg), report, &params)
+                .await
+                .unwrap();
+            let on_single = reports::run(&client(&db.single), report, &params)
+                .await
+                .unwrap();
+            assert_eq!(on_cluster, on_single, "{} under {model:?}", report.name);
+        }
+    }
+    let _ = std::fs::remove_file(&config);
 }
