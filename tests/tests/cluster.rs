@@ -988,3 +988,45 @@ async fn the_sink_writes_the_stream_into_the_cluster() {
     }
     let _ = std::fs::remove_file(&config);
 }
+
+/// Every statement of the cluster migrations parses on current ClickHouse (chdb has no
+/// ZooKeeper to run them; the tests above run them on 18.16), and a broken one is caught.
+#[test]
+fn cluster_migrations_parse_on_current_clickhouse() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    // Where deploy/services.sh installs things (it takes the same variable).
+    let services =
+        std::env::var("TOUCHSTREAM_SERVICES_DIR").unwrap_or_else(|_| format!("{root}/.services"));
+    let python = format!("{services}/python/bin/python");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} is missing: run `deploy/services.sh install-test-tools`"
+    );
+    let explain = |statements: &[String]| {
+        let mut child = Command::new(&python)
+            .arg("tests/chdb/explain.py")
+            .current_dir(root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let json = serde_json::to_vec(statements).unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &json).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let statements =
+        touchstream_warehouse::migrate::cluster_statements("touchstream", CLUSTER).unwrap();
+    assert!(statements.len() > 20, "{statements:?}");
+    let (ok, out) = explain(&statements);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("{} parsed, 0 failed", statements.len())),
+        "{out}"
+    );
+    let (ok, out) = explain(&["CREATE TABLE x ON CLUSTER c (a String".to_string()]);
+    assert!(!ok, "a broken statement passed: {out}");
+}

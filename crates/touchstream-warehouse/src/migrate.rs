@@ -387,6 +387,55 @@ async fn run_statement(
     Ok(())
 }
 
+/// The CREATE of a Distributed table `table` over `table_local` with its columns, sharded by
+/// the device when `sharded`.
+fn distributed_over_local(db: &str, cluster: &str, table: &str, sharded: bool) -> String {
+    let key = if sharded {
+        format!(", {}", cluster::SHARDING_KEY)
+    } else {
+        String::new()
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{table}_local \
+         ENGINE = Distributed({cluster}, {db}, {table}_local{key})"
+    )
+}
+
+/// Every statement the cluster form of the migrations may run for `database` on `cluster`, in
+/// order, the runner's table first; where the runner points a Distributed table at a renamed
+/// local table, the DROP and CREATE it may run. For checking them on other ClickHouse versions
+/// (`tests/chdb/explain.py` parses them on current ClickHouse).
+pub fn cluster_statements(database: &str, cluster: &str) -> Result<Vec<String>, WarehouseError> {
+    let runner = Migration {
+        name: "schema_migrations",
+        sql: MIGRATIONS_TABLE,
+    };
+    let mut out = Vec::new();
+    for (migration, layout) in std::iter::once((&runner, Layout::EveryServer))
+        .chain(MIGRATIONS.iter().map(|m| (m, Layout::Sharded)))
+    {
+        for statement in sql::statements(migration.sql) {
+            let steps = cluster::steps(statement, database, cluster, migration.name, layout)
+                .map_err(|reason| WarehouseError::BadMigration {
+                    migration: migration.name.into(),
+                    reason,
+                })?;
+            for step in steps {
+                match step {
+                    Step::Ddl(sql) | Step::AsIs(sql) => out.push(sql),
+                    Step::PointDistributed { table } => {
+                        out.push(format!(
+                            "DROP TABLE IF EXISTS {database}.{table} ON CLUSTER {cluster}"
+                        ));
+                        out.push(distributed_over_local(database, cluster, &table, true));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Makes the Distributed table `table` read `table_local` (see [`Step::PointDistributed`]).
 async fn point_distributed(
     client: &clickhouse::Client,
@@ -429,15 +478,12 @@ async fn point_distributed(
         .fetch_one()
         .await
         .map_err(|e| WarehouseError::classify(what(), e))?;
-    let key = if device_columns == 2 {
-        format!(", {}", cluster::SHARDING_KEY)
-    } else {
-        String::new()
-    };
     execute(
-        client.query_raw(&format!(
-            "CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{local} \
-             ENGINE = Distributed({cluster}, {db}, {local}{key})"
+        client.query_raw(&distributed_over_local(
+            db,
+            cluster,
+            table,
+            device_columns == 2,
         )),
         what,
     )
