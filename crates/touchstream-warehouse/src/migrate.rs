@@ -65,7 +65,16 @@ const ALREADY_EXISTS: &[u32] = &[
     82, // DATABASE_ALREADY_EXISTS
 ];
 
-const UNKNOWN_TABLE: u32 = 60;
+/// What a statement on a table that a concurrent migrator drops gets: UNKNOWN_TABLE once the
+/// table is gone, TABLE_IS_DROPPED while the drop is under way.
+const VANISHED: &[u32] = &[
+    60,  // UNKNOWN_TABLE
+    218, // TABLE_IS_DROPPED
+];
+
+fn vanished(e: &WarehouseError) -> bool {
+    e.server_code().is_some_and(|code| VANISHED.contains(&code))
+}
 
 /// A condition a migration statement runs under (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,7 +153,7 @@ async fn guards_allow(
                         Ok(rows) => rows == 0,
                         Err(e) => {
                             let e = WarehouseError::classify(what(), e);
-                            if e.server_code() == Some(UNKNOWN_TABLE) {
+                            if vanished(&e) {
                                 false
                             } else {
                                 return Err(e);
@@ -373,8 +382,7 @@ async fn run_statement(
         };
         match result {
             Err(e)
-                if e.server_code() == Some(UNKNOWN_TABLE)
-                    && guards.iter().any(|g| matches!(g, Guard::IfTableExists(_))) =>
+                if vanished(&e) && guards.iter().any(|g| matches!(g, Guard::IfTableExists(_))) =>
             {
                 tracing::info!(
                     migration = migration.name,
