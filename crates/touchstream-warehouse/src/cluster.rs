@@ -146,14 +146,19 @@ pub(crate) fn steps(
             )),
         ])
     } else if starts(&["ALTER", "TABLE"]) {
-        let mut parts = code
-            .splitn(4, char::is_whitespace)
-            .filter(|w| !w.is_empty());
-        let (Some(_), Some(_), Some(table), Some(change)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        // ALTER TABLE <table> <change>, whatever the whitespace between them.
+        let mut rest = code.trim_start();
+        for _ in 0..2 {
+            rest = rest
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, r)| r.trim_start());
+        }
+        let Some((table, change)) = rest.split_once(char::is_whitespace) else {
             return Err(format!("cannot read the ALTER: {code}"));
         };
+        if table.contains('.') {
+            return Err(format!("a migration names no database: {code}"));
+        }
         Ok(vec![
             Step::Ddl(format!(
                 "ALTER TABLE {database}.{table}_local {on} {}",
@@ -556,7 +561,7 @@ mod tests {
         );
         assert_eq!(
             steps(
-                "ALTER TABLE a ADD COLUMN x String AFTER y",
+                "ALTER  TABLE\n a ADD COLUMN x String AFTER y",
                 "db",
                 "c",
                 "m",
