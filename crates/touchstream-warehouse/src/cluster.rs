@@ -20,7 +20,7 @@
 //! - `RENAME TABLE a TO b` renames `a_local` and `a`, then points the Distributed `b` at
 //!   `b_local` (a renamed Distributed table still reads the table it was created over);
 //! - `DROP TABLE IF EXISTS t` drops `t` and `t_local`;
-//! - `ALTER TABLE t …` alters `t_local` and `t`;
+//! - `ALTER TABLE` has none yet (18.16 refuses `ALTER … ON CLUSTER` of a Distributed table).
 //! - `INSERT INTO t … SELECT …` runs as it is, into the Distributed table with
 //!   `insert_distributed_sync = 1` (it returns once every shard has its rows) and
 //!   `distributed_product_mode = 'global'` (a JOIN reads its right side whole, once).
@@ -146,35 +146,20 @@ pub(crate) fn steps(
             )),
         ])
     } else if starts(&["ALTER", "TABLE"]) {
-        // ALTER TABLE <table> <change>, whatever the whitespace between them.
-        let mut rest = code.trim_start();
-        for _ in 0..2 {
-            rest = rest
-                .split_once(char::is_whitespace)
-                .map_or("", |(_, r)| r.trim_start());
-        }
-        let Some((table, change)) = rest.split_once(char::is_whitespace) else {
-            return Err(format!("cannot read the ALTER: {code}"));
-        };
-        if table.contains('.') {
-            return Err(format!("a migration names no database: {code}"));
-        }
-        Ok(vec![
-            Step::Ddl(format!(
-                "ALTER TABLE {database}.{table}_local {on} {}",
-                change.trim()
-            )),
-            Step::Ddl(format!(
-                "ALTER TABLE {database}.{table} {on} {}",
-                change.trim()
-            )),
-        ])
+        // `ALTER TABLE t_local ON CLUSTER` would do for the local tables, but 18.16 runs an
+        // ALTER ON CLUSTER on one server per shard (internal_replication), which it refuses
+        // for the Distributed table ("isn't replicated"); its cluster form would rebuild the
+        // Distributed table over the altered local one, which is not written yet.
+        Err(format!(
+            "ALTER TABLE has no cluster form yet (the Distributed table would have to be \
+             rebuilt over the altered local table; see crates/touchstream-warehouse/src/cluster.rs): {code}"
+        ))
     } else if starts(&["INSERT", "INTO"]) {
         Ok(vec![Step::AsIs(statement.into())])
     } else {
         Err(format!(
             "no cluster form for this statement (the runner knows CREATE TABLE IF NOT EXISTS, \
-             RENAME TABLE, DROP TABLE IF EXISTS, ALTER TABLE and INSERT … SELECT): {code}"
+             RENAME TABLE, DROP TABLE IF EXISTS and INSERT … SELECT): {code}"
         ))
     }
 }
@@ -536,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn renames_drops_alters_and_copies() {
+    fn renames_drops_and_copies() {
         assert_eq!(
             steps(
                 "-- @g x\nRENAME TABLE a TO b",
@@ -559,19 +544,15 @@ mod tests {
                 Step::Ddl("DROP TABLE IF EXISTS db.a_local ON CLUSTER c".into()),
             ]
         );
-        assert_eq!(
+        assert!(
             steps(
-                "ALTER  TABLE\n a ADD COLUMN x String AFTER y",
+                "ALTER TABLE a ADD COLUMN x String",
                 "db",
                 "c",
                 "m",
                 Layout::Sharded
             )
-            .unwrap(),
-            [
-                Step::Ddl("ALTER TABLE db.a_local ON CLUSTER c ADD COLUMN x String AFTER y".into()),
-                Step::Ddl("ALTER TABLE db.a ON CLUSTER c ADD COLUMN x String AFTER y".into()),
-            ]
+            .is_err()
         );
         let insert = "INSERT INTO a (x) SELECT x FROM b";
         assert_eq!(
