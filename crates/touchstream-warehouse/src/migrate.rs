@@ -445,6 +445,11 @@ pub fn cluster_statements(database: &str, cluster: &str) -> Result<Vec<String>, 
 }
 
 /// Makes the Distributed table `table` read `table_local` (see [`Step::PointDistributed`]).
+///
+/// Only a Distributed table that reads another table is dropped, so a correct one is never
+/// removed for good: two migrators that both find it wrong both drop it and both create it (IF NOT
+/// EXISTS). While they do, the table is briefly missing, which a guarded statement reading it
+/// takes as vanished; the migrator that recreates it runs that statement itself afterwards.
 async fn point_distributed(
     client: &clickhouse::Client,
     cfg: &WarehouseConfig,
