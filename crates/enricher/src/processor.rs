@@ -102,10 +102,15 @@ pub fn run(cfg: &EnricherConfig, attributor: &Attributor, health: &Health, shutd
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
         health.not_ready("kafka", "starting session");
+        let started = Instant::now();
         match Session::start(cfg, attributor, health, shutdown).and_then(|mut s| s.run()) {
             Ok(()) => return,
             Err(e) => {
                 metrics::restarts();
+                // A session that worked for a while failed on its own: start again soon.
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_millis(500);
+                }
                 health.not_ready("kafka", format!("restarting after: {e}"));
                 tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "enricher session failed, restarting");
                 let deadline = Instant::now() + backoff;
@@ -184,9 +189,7 @@ impl<'a> Session<'a> {
             }
             if let Err(e) = self.transact(&batch) {
                 metrics::aborted();
-                if let Err(abort) = self.producer.abort_transaction(TXN_TIMEOUT) {
-                    tracing::warn!(error = %abort, "abort_transaction failed");
-                }
+                abort(&self.producer);
                 return Err(e);
             }
         }
@@ -253,8 +256,8 @@ impl<'a> Session<'a> {
         let cfg = self.cfg;
         type Restored = (Input, i32, Duration, anyhow::Result<Restore>);
         enum Restore {
-            Devices(Vec<(String, DeviceState, usize)>),
-            Persons(Vec<(String, PersonState, usize)>),
+            Devices(Vec<(String, DeviceState, usize)>, u64),
+            Persons(Vec<(String, PersonState, usize)>, u64),
         }
         let restored: Vec<Restored> = std::thread::scope(|scope| {
             let handles: Vec<_> = assigned
@@ -265,14 +268,14 @@ impl<'a> Session<'a> {
                         let result = match input {
                             Input::Raw => {
                                 restore_partition::<DeviceState>(cfg, &cfg.topics.changelog, p)
-                                    .map(Restore::Devices)
+                                    .map(|(s, n)| Restore::Devices(s, n))
                             }
                             Input::Person => restore_partition::<PersonState>(
                                 cfg,
                                 &cfg.topics.person_changelog,
                                 p,
                             )
-                            .map(Restore::Persons),
+                            .map(|(s, n)| Restore::Persons(s, n)),
                         };
                         (input, p, started.elapsed(), result)
                     })
@@ -294,19 +297,19 @@ impl<'a> Session<'a> {
                 .collect()
         });
         for (input, p, took, result) in restored {
-            let n = match result? {
-                Restore::Devices(states) => {
+            let (n, records) = match result? {
+                Restore::Devices(states, records) => {
                     let n = states.len();
                     self.devices.insert_partition(p, states);
-                    n
+                    (n, records)
                 }
-                Restore::Persons(states) => {
+                Restore::Persons(states, records) => {
                     let n = states.len();
                     self.persons.insert_partition(p, states);
-                    n
+                    (n, records)
                 }
             };
-            metrics::restored(input_name(input), p, n, took);
+            metrics::restored(input_name(input), p, n, records, took);
         }
         Ok(())
     }
@@ -381,6 +384,25 @@ impl<'a> Session<'a> {
         self.export_state_size();
         Ok(())
     }
+}
+
+/// Aborts the open transaction. librdkafka's abort waits until the delivery report of every
+/// record the transaction sent has been served, and nothing else polls this producer: without
+/// a thread serving them here, the abort would wait out its whole timeout (30 s), and this
+/// instance, not polling its consumer meanwhile, would hold up every rebalance of its group.
+fn abort(producer: &BaseProducer) {
+    let aborted = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !aborted.load(std::sync::atomic::Ordering::Relaxed) {
+                producer.poll(Duration::from_millis(20));
+            }
+        });
+        if let Err(e) = producer.abort_transaction(TXN_TIMEOUT) {
+            tracing::warn!(error = %e, "abort_transaction failed");
+        }
+        aborted.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
 }
 
 fn input_name(input: Input) -> &'static str {
@@ -563,25 +585,36 @@ fn is_transient(e: &KafkaError) -> bool {
         | RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::OperationTimedOut))
 }
 
+/// A restored partition: `(key, state, encoded length)` per key.
+type PartitionStates<S> = Vec<(String, S, usize)>;
+
 /// Reads one changelog partition from the beginning to its end (read_committed), once no
-/// transaction is open on it: `(key, state, encoded length)` per key still present.
+/// transaction is open on it: `(key, state, encoded length)` per key still present, and how
+/// many records were read.
 fn restore_partition<S: Stored>(
     cfg: &EnricherConfig,
     topic: &str,
     partition: i32,
-) -> anyhow::Result<Vec<(String, S, usize)>> {
+) -> anyhow::Result<(PartitionStates<S>, u64)> {
     let mut ccfg = cfg.kafka.consumer(
         "touchstream-enricher-restore",
         &format!("{}-restore", cfg.group_id),
     );
-    ccfg.set("enable.partition.eof", "true");
+    // The end of the partition is known from a fetch that comes back empty: don't let the
+    // broker hold that fetch for the default half second.
+    ccfg.set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "20");
     let consumer: BaseConsumer = ccfg.create()?;
     let deadline = Instant::now() + RESTORE_TIMEOUT;
     wait_for_open_transactions(cfg, &consumer, topic, partition, deadline)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
-    let mut states: std::collections::HashMap<String, (S, usize)> = Default::default();
+    // The latest record of each key, decoded once at the end: a changelog holds one record
+    // per transaction that touched a key (until compaction), and decoding each would cost
+    // most of the restore.
+    let mut latest: std::collections::HashMap<String, Option<Vec<u8>>> = Default::default();
+    let mut records = 0;
     loop {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -592,27 +625,22 @@ fn restore_partition<S: Stored>(
                 let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
                     continue;
                 };
-                let key = restored_key(key);
-                match m.payload() {
-                    None => {
-                        states.remove(&key);
-                    }
-                    Some(bytes) => match S::decode(bytes) {
-                        Ok(state) => {
-                            states.insert(key, (state, bytes.len()));
-                        }
+                records += 1;
+                latest.insert(restored_key(key), m.payload().map(<[u8]>::to_vec));
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                let mut states = Vec::with_capacity(latest.len());
+                for (key, bytes) in latest {
+                    let Some(bytes) = bytes else { continue };
+                    match S::decode(&bytes) {
+                        Ok(state) => states.push((key, state, bytes.len())),
                         // A state this build cannot read: start that key afresh rather than stop.
                         Err(e) => {
                             tracing::error!(error = %e, %key, topic, partition, "unreadable state skipped")
                         }
-                    },
+                    }
                 }
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                return Ok(states
-                    .into_iter()
-                    .map(|(k, (s, len))| (k, s, len))
-                    .collect());
+                return Ok((states, records));
             }
             Some(Err(e)) if is_transient(&e) => {
                 tracing::warn!(error = %e, "restore consumer error")

@@ -82,10 +82,18 @@ impl KafkaConfig {
     }
 
     /// A transactional producer for consume-transform-produce (the enricher).
+    ///
+    /// `transaction.timeout.ms` is how long a transaction left open by a process that died
+    /// (and is not started again, which would abort it at once) holds back every
+    /// `read_committed` reader of the partitions it wrote to, and the restore of its
+    /// partitions by the other instances: 20 s, several times what a transaction takes even
+    /// while its coordinator moves to another broker.
     pub fn transactional_producer(&self, client_id: &str, transactional_id: &str) -> ClientConfig {
         let mut c = self.producer(client_id);
+        // librdkafka wants a record's delivery timeout within the transaction's.
         c.set("transactional.id", transactional_id)
-            .set("transaction.timeout.ms", "60000");
+            .set("transaction.timeout.ms", "20000")
+            .set("message.timeout.ms", "20000");
         self.finish(c)
     }
 
