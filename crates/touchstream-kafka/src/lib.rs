@@ -5,6 +5,7 @@
 //!   (`isolation.level=read_committed`), so offsets move only after the work is durable;
 //! - topics are created explicitly ([`ensure_topics`]): the broker has auto-creation off.
 
+mod brokers;
 mod dlq;
 mod lag;
 mod topics;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
+pub use brokers::watch_brokers;
 pub use dlq::{DlqError, DlqWriter};
 pub use lag::LagContext;
 pub use topics::{TopicSpec, Topics, ensure_topics};
@@ -48,6 +50,8 @@ pub enum KafkaError {
     CreateTopic { topic: String, reason: String },
     #[error("Kafka admin request failed: {0}")]
     Admin(rdkafka::error::KafkaError),
+    #[error("cannot start the thread that watches the brokers: {0}")]
+    Watch(std::io::Error),
 }
 
 impl KafkaConfig {
