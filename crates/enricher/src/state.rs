@@ -31,6 +31,9 @@ pub enum StateError {
     Empty,
 }
 
+/// Changelog records: `(key, payload)`, a `None` payload deleting the key.
+pub type Records = Vec<(String, Option<Vec<u8>>)>;
+
 /// A state kept in a changelog.
 pub trait Stored: Default + Serialize + DeserializeOwned {
     /// The first byte of the current encoding.
@@ -58,7 +61,7 @@ pub trait Stored: Default + Serialize + DeserializeOwned {
 
     /// The changelog records that bring `key`'s state up to date: `(key, payload)`, a `None`
     /// payload deleting the key. By default one record, the whole state.
-    fn changelog(&mut self, key: &str) -> Result<Vec<(String, Option<Vec<u8>>)>, StateError> {
+    fn changelog(&mut self, key: &str) -> Result<Records, StateError> {
         Ok(vec![(key.to_owned(), Some(self.encode()?))])
     }
 
@@ -116,7 +119,7 @@ impl Stored for PersonState {
         }
     }
 
-    fn changelog(&mut self, key: &str) -> Result<Vec<(String, Option<Vec<u8>>)>, StateError> {
+    fn changelog(&mut self, key: &str) -> Result<Records, StateError> {
         let mut records = vec![(key.to_owned(), Some(self.encode()?))];
         for id in std::mem::take(&mut self.removed) {
             if !self.conversions.iter().any(|c| c.event.raw.event_id == id) {
@@ -297,11 +300,7 @@ impl<S: Stored> Store<S> {
     /// The changelog records of one state (see [`Stored::changelog`]), with the size
     /// accounting updated (a rough figure for states written as several records: what was
     /// written last, plus what was there before).
-    pub fn changelog(
-        &mut self,
-        partition: i32,
-        key: &str,
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StateError> {
+    pub fn changelog(&mut self, partition: i32, key: &str) -> Result<Records, StateError> {
         let Some(e) = self
             .partitions
             .get_mut(&partition)
