@@ -20,7 +20,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use touchstream_avro::DlqRecord;
+use touchstream_avro::{DlqRecord, SourcePosition, Stage};
 use touchstream_model::time::now_ms;
 use touchstream_model::{AttributedEvent, RawEvent};
 use touchstream_runtime::{Health, Shutdown};
@@ -222,15 +222,18 @@ impl<'a> Session<'a> {
                 Err(e) => {
                     metrics::poison();
                     tracing::warn!(error = %e, partition, offset = msg.offset(), "undecodable raw event sent to the DLQ");
-                    let record = DlqRecord {
-                        stage: "enricher".into(),
-                        reason: format!("undecodable raw event: {e}"),
-                        payload: payload.to_vec(),
-                        source_topic: Some(topics.raw.clone()),
-                        source_partition: Some(partition),
-                        source_offset: Some(msg.offset()),
-                        failed_at: now_ms(),
-                    };
+                    let record = DlqRecord::from_source(
+                        Stage::Enricher,
+                        payload,
+                        &format!("undecodable raw event: {e}"),
+                        SourcePosition {
+                            topic: &topics.raw,
+                            partition,
+                            offset: msg.offset(),
+                            key: msg.key(),
+                        },
+                        now_ms(),
+                    );
                     out.clear();
                     touchstream_avro::encode_into(&record, &mut out)?;
                     send(
@@ -327,7 +330,7 @@ fn restore_partition(
         &format!("{}-restore", cfg.group_id),
     );
     ccfg.set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = ccfg.create()?;
+    let consumer: BaseConsumer<RestoreContext> = ccfg.create_with_context(RestoreContext)?;
     let deadline = Instant::now() + RESTORE_TIMEOUT;
     wait_for_open_transactions(cfg, &consumer, partition, deadline)?;
     let mut tpl = TopicPartitionList::new();
@@ -369,6 +372,28 @@ fn restore_partition(
     }
 }
 
+/// The restore consumer's context. A restore reads each changelog partition to its end and
+/// knows it is done by the end-of-partition event; librdkafka also reports that event as a
+/// client error, which the default context logs at ERROR on every restore. Here it is what it
+/// is, the expected end, and only other errors are logged.
+struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_)
+        );
+        if end_of_partition {
+            tracing::debug!(reason, "changelog partition read to its end");
+        } else {
+            tracing::error!(error = %error, reason, "kafka restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 /// Waits until the changelog partition has no open transaction (its last stable offset has
 /// reached its high watermark).
 ///
@@ -378,9 +403,9 @@ fn restore_partition(
 /// pending transactional commits) while our state lacks its changelog records: every later
 /// event of those visitors would be attributed from stale state. Waiting here for the
 /// transaction to end (commit, or abort by its timeout) keeps state and offsets in step.
-fn wait_for_open_transactions(
+fn wait_for_open_transactions<C: ConsumerContext>(
     cfg: &EnricherConfig,
-    committed: &BaseConsumer,
+    committed: &BaseConsumer<C>,
     partition: i32,
     deadline: Instant,
 ) -> anyhow::Result<()> {

@@ -2,8 +2,11 @@
 //! validated, stamped and put on the raw topic as Avro.
 //!
 //! - [`config`]: the [`ProducerConfig`].
+//! - [`server`]: the HTTP/1.1 connections: header, idle and connection-count limits, and named
+//!   answers for requests hyper's parser refuses.
+//! - [`limits`]: header checks before any route (User-Agent, declared body length).
 //! - [`api`]: the HTTP routes and the error → status mapping.
-//! - [`body`]: reading a request body: size limits, gzip, content types, UTF-8, JSON.
+//! - [`body`]: reading a request body: size and time limits, gzip, content types, UTF-8, JSON.
 //! - [`delivery`]: Kafka delivery with a bounded number of events in flight.
 //! - [`replay`]: `producer replay FILE.ndjson`.
 //! - [`metrics`]: every metric the producer emits.
@@ -17,11 +20,15 @@ pub mod api;
 pub mod body;
 pub mod config;
 pub mod delivery;
+pub mod limits;
 pub mod metrics;
 pub mod replay;
+pub mod server;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::server::ServerLimits;
 pub use config::ProducerConfig;
 use touchstream_kafka::ensure_topics;
 use touchstream_runtime::ops::{self, Served};
@@ -64,7 +71,20 @@ impl Application {
     pub async fn start(self, shutdown: Shutdown) -> anyhow::Result<Served> {
         let app = api::router(&self.config, self.delivery.clone())
             .merge(ops::router(self.health.clone()));
-        let served = ops::serve_router(self.config.listen, app, shutdown).await?;
+        let c = &self.config;
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(c.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(c.idle_timeout_ms),
+            max_connections: c.max_connections,
+            max_header_bytes: c.max_header_bytes,
+        };
+        let served = server::serve(c.listen, app, limits, shutdown.clone()).await?;
+        tokio::spawn(watch_broker(
+            self.delivery.clone(),
+            self.health.clone(),
+            Duration::from_millis(c.readiness_check_ms),
+            shutdown,
+        ));
         tracing::info!(addr = %served.addr, topic = %self.config.topics.raw, "collector listening");
         let delivery = self.delivery;
         let http = served.task;
@@ -77,5 +97,39 @@ impl Application {
             addr: served.addr,
             task,
         })
+    }
+}
+
+/// Keeps `/readyz` in step with the broker: not ready while it does not answer a metadata
+/// request, so a load balancer sends traffic elsewhere instead of into 503s.
+async fn watch_broker(
+    delivery: Arc<Delivery>,
+    health: Health,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let timeout = every.min(Duration::from_secs(2));
+    let mut was_ready = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match delivery.probe(timeout).await {
+            Ok(()) => {
+                if !was_ready {
+                    tracing::info!("kafka broker reachable again");
+                }
+                health.ready("kafka");
+                was_ready = true;
+            }
+            Err(why) => {
+                if was_ready {
+                    tracing::warn!(error = %why, "kafka broker unreachable: not ready");
+                }
+                health.not_ready("kafka", format!("broker unreachable: {why}"));
+                was_ready = false;
+            }
+        }
     }
 }

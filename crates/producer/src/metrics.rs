@@ -40,3 +40,15 @@ pub fn dlq_written() {
 pub fn dlq_failed() {
     counter!("touchstream_producer_dlq_errors_total").increment(1);
 }
+
+/// A connection answered 503 and closed because `max_connections` were open.
+pub fn connection_refused() {
+    counter!("touchstream_producer_connections_refused_total").increment(1);
+}
+
+/// A request refused before it reached a route: hyper's parser refused it, or its head did
+/// not arrive in time (408).
+pub fn malformed_http(status: u16) {
+    counter!("touchstream_producer_malformed_requests_total", "status" => status.to_string())
+        .increment(1);
+}

@@ -5,7 +5,7 @@
 //! written with a schema it does not know (another producer, a corrupt record, plain JSON)
 //! says so with [`CodecError`] instead of decoding garbage. The schemas are the files in
 //! `schemas/avro/`, compiled in. Both directions skip apache-avro's `Value` tree: encoding goes
-//! straight from serde to Avro (DESIGN.md measured the `Value` path 7× slower), decoding goes
+//! straight from serde to Avro (the `Value` path measured 7× slower), decoding goes
 //! straight from the bytes into the Rust type through our own schema-directed deserializer
 //! (`de`; 4× apache-avro's `Value` path on an attributed event, and strict about truncation).
 
@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use de::DecodeError;
-pub use dlq::DlqRecord;
+pub use dlq::{DlqRecord, MAX_DLQ_PAYLOAD, MAX_DLQ_REASON, SourcePosition, Stage, sha256_hex};
 pub use schemas::SchemaInfo;
 use schemas::schema_of;
 use touchstream_model::{AttributedEvent, RawEvent};
@@ -30,6 +30,12 @@ const HEADER_LEN: usize = 10;
 /// A type that travels as Avro, with the schema file it is written with.
 pub trait WireType: Serialize + DeserializeOwned {
     fn schema() -> &'static SchemaInfo;
+
+    /// Earlier versions of the schema that still decode into this type (fields added since
+    /// take their serde defaults). Encoding always uses [`WireType::schema`].
+    fn older() -> Vec<&'static SchemaInfo> {
+        Vec::new()
+    }
 }
 
 impl WireType for RawEvent {
@@ -47,6 +53,10 @@ impl WireType for AttributedEvent {
 impl WireType for DlqRecord {
     fn schema() -> &'static SchemaInfo {
         schema_of(schemas::Kind::Dlq)
+    }
+
+    fn older() -> Vec<&'static SchemaInfo> {
+        vec![schema_of(schemas::Kind::DlqV1)]
     }
 }
 
@@ -104,8 +114,15 @@ pub fn encode<T: WireType>(value: &T) -> Result<Vec<u8>, CodecError> {
 }
 
 pub fn decode<T: WireType>(bytes: &[u8]) -> Result<T, CodecError> {
-    let info = T::schema();
-    let mut body = check_header(bytes, info)?;
+    let current = T::schema();
+    let (info, mut body) = match check_header(bytes, current) {
+        Ok(body) => (current, body),
+        Err(e @ CodecError::UnknownSchema { .. }) => T::older()
+            .into_iter()
+            .find_map(|old| check_header(bytes, old).ok().map(|body| (old, body)))
+            .ok_or(e)?,
+        Err(e) => return Err(e),
+    };
     // Straight from the bytes into `T`, strictly: a datum that ends early is an error (see
     // `de`), so a truncated payload never decodes into a record with fields missing.
     let decoded = de::from_slice::<T>(&mut body, info.schema, &info.names).map_err(|e| {

@@ -11,12 +11,16 @@ use crate::de::Names;
 const RAW: &str = include_str!("../../../schemas/avro/raw_event.avsc");
 const ATTRIBUTED: &str = include_str!("../../../schemas/avro/attributed_event.avsc");
 const DLQ: &str = include_str!("../../../schemas/avro/dlq_record.avsc");
+/// The first DlqRecord schema, before the fields with defaults were added: records written
+/// with it still decode (the added fields take their defaults).
+const DLQ_V1: &str = include_str!("../../../schemas/avro/history/dlq_record.v1.avsc");
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
     Raw,
     Attributed,
     Dlq,
+    DlqV1,
 }
 
 pub struct SchemaInfo {
@@ -28,7 +32,7 @@ pub struct SchemaInfo {
     pub header: [u8; 10],
 }
 
-static SCHEMAS: LazyLock<[SchemaInfo; 3]> = LazyLock::new(|| {
+static SCHEMAS: LazyLock<[SchemaInfo; 4]> = LazyLock::new(|| {
     // The files are part of the build; a broken one is caught by the tests below, not at run time.
     let parse = |name: &'static str, json: Value| {
         let schema =
@@ -58,6 +62,7 @@ static SCHEMAS: LazyLock<[SchemaInfo; 3]> = LazyLock::new(|| {
         parse("RawEvent", raw),
         parse("AttributedEvent", attributed),
         parse("DlqRecord", json(DLQ)),
+        parse("DlqRecord", json(DLQ_V1)),
     ]
 });
 
