@@ -86,6 +86,17 @@ pub fn first_control(s: &str) -> Option<(usize, char)> {
     s.char_indices().find(|(_, c)| c.is_control())
 }
 
+/// A UUID in any of its spellings: hyphenated, simple (32 hex digits), braced, or as a URN
+/// (`urn:uuid:`, its letters in any case, as URN schemes are), hex digits in any case.
+pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, uuid::Error> {
+    let s = s.trim();
+    let bare = match s.get(..9) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("urn:uuid:") => &s[9..],
+        _ => s,
+    };
+    uuid::Uuid::try_parse(bare)
+}
+
 fn control_reason((at, c): (usize, char)) -> String {
     format!(
         "contains the control character U+{:04X} at byte {at}: ids, URLs and values must be printable text",
@@ -349,7 +360,7 @@ impl Validator<'_> {
     /// refused: every client that sends it would collide.
     fn event_id(&mut self) -> Option<String> {
         let id = self.opt_string("event_id", 64)?;
-        match uuid::Uuid::try_parse(id.trim()) {
+        match parse_uuid(&id) {
             Ok(u) if u.is_nil() => {
                 self.err(
                     "event_id",
@@ -376,7 +387,7 @@ impl Validator<'_> {
     /// spelling; the nil UUID is refused, as it would make every such client one visitor.
     fn required_id(&mut self, field: &str, max_len: usize) -> Option<String> {
         let id = self.required_string(field, max_len)?;
-        match uuid::Uuid::try_parse(id.trim()) {
+        match parse_uuid(&id) {
             Ok(u) if u.is_nil() => {
                 self.err(field, "the nil UUID is not an id");
                 None
@@ -833,6 +844,7 @@ mod tests {
             "0b8e6c3c3f3b4a4e9c1d2b7c1e5a9f00",
             "{0b8e6c3c-3f3b-4a4e-9c1d-2b7c1e5a9f00}",
             "urn:uuid:0B8E6C3C-3F3B-4A4E-9C1D-2B7C1E5A9F00",
+            "URN:UUID:0B8E6C3C-3F3B-4A4E-9C1D-2B7C1E5A9F00",
         ] {
             let e = check(click_with(
                 json!({"event_id": spelling, "anonymous_id": spelling}),
