@@ -131,7 +131,8 @@ async fn connection(
     let io = Io::new(tcp.clone(), limits.idle_timeout, shared.clone());
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req.map(Body::new))
+        let answer = app.clone().oneshot(req.map(Body::new));
+        async move { answer.await.map(with_error_body) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -170,6 +171,32 @@ async fn connection(
         }
     }
     linger_close(&tcp).await;
+}
+
+/// Gives a JSON body to an error answer that has none (axum's own 404 and 405 of the merged
+/// ops routes, for example): every answer of the service then carries a content type, which is
+/// what tells them apart from hyper's own answers (see [`hyper_error_answer`]).
+fn with_error_body(mut response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let bare = (status.is_client_error() || status.is_server_error())
+        && !response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE);
+    if bare {
+        let reason = status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase();
+        let body = error_body(&reason);
+        let headers = response.headers_mut();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        headers.remove(axum::http::header::CONTENT_LENGTH);
+        *response.body_mut() = Body::from(body);
+    }
+    response
 }
 
 /// What hyper's parser refused, in words a client developer can act on.
