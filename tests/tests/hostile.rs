@@ -798,6 +798,16 @@ fn header_cases() -> Vec<Case> {
             Expect::Refused(405, "method not allowed"),
         ),
         case(
+            "TRACE on an ops route",
+            Send::Request(reqwest::Method::TRACE, "/healthz"),
+            Expect::Refused(405, "method not allowed"),
+        ),
+        case(
+            "POST on an ops route",
+            Send::Request(reqwest::Method::POST, "/metrics"),
+            Expect::Refused(405, "method not allowed"),
+        ),
+        case(
             "unknown path",
             Send::Request(reqwest::Method::GET, "/v1/nope"),
             Expect::Refused(404, "no such path"),
