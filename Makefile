@@ -4,13 +4,17 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SERVICES := deploy/services.sh
 
-.PHONY: help services services-stop test-tools build test test-rust lint fmt fmt-check demo bench clean-services
+.PHONY: help services services-stop test-tools fuzz-tools build test test-rust fuzz lint fmt fmt-check demo bench clean-services
+
+# Seconds each fuzz target runs in `make test` (and `make fuzz`).
+FUZZ_SECONDS ?= 30
 
 help:
 	@echo "make demo           start Kafka + ClickHouse, run the pipeline on generated traffic, print the source-of-sale report"
 	@echo "make test           services + fmt check + clippy + every test (what CI runs)"
 	@echo "make services       install what is missing and start Kafka and ClickHouse (idempotent)"
 	@echo "make services-stop  stop them"
+	@echo "make fuzz           run every cargo-fuzz target for FUZZ_SECONDS (30) each on its corpus in fuzz/corpus"
 	@echo "make build | fmt | lint | bench"
 
 services:
@@ -22,8 +26,17 @@ services-stop:
 test-tools:
 	@$(SERVICES) install-test-tools
 
+# cargo-fuzz from crates.io when missing; it needs the nightly toolchain (rustup toolchain
+# install nightly), which deploy/fuzz.sh checks for.
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+fuzz: fuzz-tools
+	@deploy/fuzz.sh $(FUZZ_SECONDS)
+
+# The fuzz crate is built by `make fuzz` only (nightly, sanitizers).
 build:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins --exclude touchstream-fuzz
 
 fmt:
 	$(CARGO) fmt --all
@@ -34,10 +47,12 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end tests start the real binaries, so they are built first.
-test: services test-tools fmt-check lint
-	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --no-fail-fast
+# The end-to-end tests start the real binaries, so they are built first; the fuzz targets run
+# last, FUZZ_SECONDS each.
+test: services test-tools fuzz-tools fmt-check lint
+	$(CARGO) build --workspace --bins --exclude touchstream-fuzz
+	$(CARGO) test --workspace --no-fail-fast --exclude touchstream-fuzz
+	@deploy/fuzz.sh $(FUZZ_SECONDS)
 
 demo: services build
 	@deploy/demo.sh

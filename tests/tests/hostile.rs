@@ -931,7 +931,10 @@ fn raw_cases() -> Vec<Case> {
                 "Transfer-Encoding: chunked\r\n",
                 "zz\r\n{}\r\n0\r\n\r\n",
             )),
-            Expect::Refused(400, "cannot read the request body"),
+            Expect::Refused(
+                400,
+                "cannot read the request body: error reading a body from connection: Invalid chunk size line",
+            ),
         ),
     ];
     cases.push(case(

@@ -154,8 +154,22 @@ pub async fn read(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, 
         }),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) if is_length_limit(&e) => Err(BodyError::TooLarge { limit }),
-        Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
+        Ok(Err(e)) => Err(BodyError::Read(error_chain(&e))),
     }
+}
+
+/// An error and its sources, outermost first (`error reading a body from connection: invalid
+/// chunk size line`): the inner errors say what was wrong.
+fn error_chain(e: &axum::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for err in std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source()) {
+        let text = err.to_string();
+        // Wrappers often repeat their source's text.
+        if !parts.last().is_some_and(|last| last == &text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 /// Whether the length limit is somewhere in the error's source chain (axum wraps it).
