@@ -165,7 +165,7 @@ fn error_chain(e: &axum::Error) -> String {
     for err in std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source()) {
         let text = err.to_string();
         // Wrappers often repeat their source's text.
-        if !parts.last().is_some_and(|last| last == &text) {
+        if parts.last().is_none_or(|last| last != &text) {
             parts.push(text);
         }
     }

@@ -11,7 +11,6 @@ use tokio::sync::Semaphore;
 use touchstream_avro::DlqRecord;
 use touchstream_kafka::DlqWriter;
 use touchstream_model::RawEvent;
-use touchstream_model::time::now_ms;
 
 use crate::ProducerConfig;
 use crate::metrics;
@@ -107,12 +106,6 @@ impl Delivery {
     fn in_flight(&self) -> usize {
         self.capacity
             .saturating_sub(self.permits.available_permits())
-    }
-
-    /// Writes refused input to the DLQ with its reason (see [`Self::dead_letter_all`]).
-    pub async fn dead_letter(&self, payload: &[u8], reason: &str) {
-        self.dead_letter_all(vec![DlqRecord::producer(payload, reason, now_ms())])
-            .await;
     }
 
     /// Writes records to the DLQ all at once, waiting at most the produce timeout for all of
