@@ -261,3 +261,48 @@ async fn dlq_lists_shows_and_replays_fixed_input_to_its_topic_and_keeps_the_rest
     .await;
     assert_eq!(records.len(), 6, "{records:#?}");
 }
+
+/// A DLQ topic configured for records smaller than the constructors' cut: the writer cuts the
+/// payload further until the broker takes it, keeping the input's size and digest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_too_large_for_the_dlq_topic_is_kept_cut_not_dropped() {
+    use rand::RngCore;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::FutureProducer;
+
+    let topics = TestTopics::create(1).await;
+    let small = format!("{}.small", topics.topics.dlq);
+    let admin: AdminClient<DefaultClientContext> = touchstream_tests::kafka()
+        .admin("touchstream-tests")
+        .create()
+        .unwrap();
+    let topic =
+        NewTopic::new(&small, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "20000");
+    admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    let producer: FutureProducer = touchstream_tests::kafka()
+        .producer("touchstream-tests")
+        .create()
+        .unwrap();
+    let writer = touchstream_kafka::DlqWriter::new(producer, small.clone());
+    // Random bytes: compression cannot make them fit.
+    let mut input = vec![0u8; 100_000];
+    rand::rng().fill_bytes(&mut input);
+    let record = DlqRecord::producer(&input, "too large for this topic", now_ms());
+    assert!(record.is_whole());
+    writer.send(None, &record).await.unwrap();
+    let stored = read_committed_all(&small).await;
+    let _ = admin.delete_topics(&[&small], &AdminOptions::new()).await;
+    assert_eq!(stored.len(), 1);
+    let kept: DlqRecord = touchstream_avro::decode(stored[0].payload().unwrap()).unwrap();
+    assert!(kept.payload.len() < 20_000, "{}", kept.payload.len());
+    assert_eq!(kept.payload[..], input[..kept.payload.len()]);
+    assert_eq!(kept.original_size, Some(100_000));
+    assert_eq!(
+        kept.original_sha256.as_deref(),
+        Some(touchstream_avro::sha256_hex(&input).as_str())
+    );
+}

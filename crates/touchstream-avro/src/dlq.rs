@@ -119,6 +119,19 @@ impl DlqRecord {
         }
     }
 
+    /// Cuts the payload to at most `max` bytes, recording the input's size and digest if it
+    /// was whole until now (a topic configured for smaller records than [`MAX_DLQ_PAYLOAD`]).
+    pub fn cut_to(&mut self, max: usize) {
+        if self.payload.len() <= max {
+            return;
+        }
+        if self.original_size.is_none() {
+            self.original_size = Some(self.payload.len() as i64);
+            self.original_sha256 = Some(sha256_hex(&self.payload));
+        }
+        self.payload.truncate(max);
+    }
+
     /// Whether `payload` is the whole input (nothing was cut).
     pub fn is_whole(&self) -> bool {
         self.original_size.is_none()
@@ -186,6 +199,19 @@ mod tests {
             (Some("t"), Some(2), Some(7))
         );
         assert_eq!(r.source_key.as_deref(), Some(&b"k"[..]));
+        // Cut further, the size and digest stay those of the whole input.
+        let mut again = r.clone();
+        again.cut_to(1000);
+        assert_eq!(again.payload.len(), 1000);
+        assert_eq!(
+            (again.original_size, &again.original_sha256),
+            (r.original_size, &r.original_sha256)
+        );
+        let mut whole = DlqRecord::producer(b"0123456789", "r", 1);
+        whole.cut_to(4);
+        assert_eq!(whole.payload, b"0123");
+        assert_eq!(whole.original_size, Some(10));
+        assert_eq!(whole.original_sha256, Some(sha256_hex(b"0123456789")));
         // The digest of a known input (FIPS 180-2 example "abc").
         assert_eq!(
             sha256_hex(b"abc"),
