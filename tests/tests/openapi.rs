@@ -47,7 +47,10 @@ async fn the_collector_keeps_its_openapi_contract_under_schemathesis() {
     wait_ready(&format!("{url}/readyz"), &producer).await;
     let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/producer/openapi.yaml");
     let report = std::env::temp_dir().join(touchstream_tests::unique("schemathesis-"));
+    std::fs::create_dir_all(&report).unwrap();
+    // Run where its cache can be thrown away with the report.
     let out = Command::new(st)
+        .current_dir(&report)
         .arg("run")
         .arg(&spec)
         .args(["--url", &url])
