@@ -21,6 +21,9 @@ pub struct FigureSpec {
     pub report: &'static str,
     /// Needs the report under all six models, not only the chosen one.
     pub all_models: bool,
+    /// Other reports it reads (under the chosen model): the currencies of the revenue come
+    /// from the source of sale.
+    pub extra: &'static [&'static str],
     /// Shown on the web page (the others only as SVG from the terminal).
     pub on_page: bool,
     build: fn(&Tables, &ReportParams) -> Result<Figure, String>,
@@ -38,6 +41,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "source-of-sale",
         report: "source-of-sale",
         all_models: false,
+        extra: &[],
         on_page: true,
         build: source_of_sale,
     },
@@ -45,6 +49,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "models",
         report: "source-of-sale",
         all_models: true,
+        extra: &[],
         on_page: true,
         build: models,
     },
@@ -52,6 +57,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "social-micro-macro",
         report: "social-micro-macro",
         all_models: false,
+        extra: &[],
         on_page: true,
         build: micro_macro,
     },
@@ -59,6 +65,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "posts",
         report: "posts",
         all_models: false,
+        extra: &["source-of-sale"],
         on_page: true,
         build: posts,
     },
@@ -66,6 +73,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "path-length",
         report: "path-length",
         all_models: false,
+        extra: &[],
         on_page: true,
         build: path_length,
     },
@@ -73,6 +81,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "lifecycle",
         report: "lifecycle",
         all_models: false,
+        extra: &[],
         on_page: true,
         build: lifecycle,
     },
@@ -80,6 +89,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "channel-share-weekly",
         report: "channel-share-weekly",
         all_models: false,
+        extra: &[],
         on_page: true,
         build: channel_share_weekly,
     },
@@ -87,6 +97,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "channel-share",
         report: "channel-share",
         all_models: false,
+        extra: &[],
         on_page: false,
         build: channel_share,
     },
@@ -94,6 +105,7 @@ pub const FIGURES: &[FigureSpec] = &[
         id: "funnel",
         report: "funnel",
         all_models: false,
+        extra: &[],
         on_page: false,
         build: funnel,
     },
@@ -149,9 +161,13 @@ pub fn queries(
         } else {
             std::slice::from_ref(&model)
         };
-        for m in models {
-            if !out.contains(&(figure.report, *m)) {
-                out.push((figure.report, *m));
+        let runs = models
+            .iter()
+            .map(|m| (figure.report, *m))
+            .chain(figure.extra.iter().map(|r| (*r, model)));
+        for run in runs {
+            if !out.contains(&run) {
+                out.push(run);
             }
         }
     }
@@ -167,7 +183,8 @@ pub async fn load(
 ) -> Result<Tables, WarehouseError> {
     let mut runs = tokio::task::JoinSet::new();
     for (name, model) in queries(figures, params.model) {
-        let report = reports::by_name(name).ok_or_else(|| WarehouseError::UnknownReport(name.into()))?;
+        let report =
+            reports::by_name(name).ok_or_else(|| WarehouseError::UnknownReport(name.into()))?;
         let client = client.clone();
         let params = ReportParams {
             model,
@@ -223,7 +240,10 @@ fn source_of_sale(tables: &Tables, params: &ReportParams) -> Result<Figure, Stri
         .map(|r| Category {
             key: format!("{}|{}|{}", r[channel], r[source], r[network]),
             label: channel_label(&r[channel], &r[source], &r[network]),
-            colour: Some(palette::network(network_or_channel(&r[network], &r[channel]))),
+            colour: Some(palette::network(network_or_channel(
+                &r[network],
+                &r[channel],
+            ))),
         })
         .collect();
     let currencies = currencies(tables, params);
@@ -275,8 +295,11 @@ fn models(tables: &Tables, params: &ReportParams) -> Result<Figure, String> {
     for (m, model) in AttributionModel::ALL.iter().enumerate() {
         let table = tables.get("source-of-sale", *model)?;
         let c = Columns::of("source-of-sale", table)?;
-        let (channel, network, minor) =
-            (c.at("channel")?, c.at("social_network")?, c.at("revenue_minor")?);
+        let (channel, network, minor) = (
+            c.at("channel")?,
+            c.at("social_network")?,
+            c.at("revenue_minor")?,
+        );
         for row in &table.rows {
             let value = number(&row[minor]).unwrap_or(0.0);
             let key = network_or_channel(&row[network], &row[channel]).to_string();
@@ -1031,8 +1054,24 @@ mod tests {
                 table(
                     &SOS,
                     &[
-                        &["Organic Social", "facebook", "facebook", "2", "9", fb, "EUR"],
-                        &["Paid Social", "facebook", "facebook", "1", "0", "5000", "EUR"],
+                        &[
+                            "Organic Social",
+                            "facebook",
+                            "facebook",
+                            "2",
+                            "9",
+                            fb,
+                            "EUR",
+                        ],
+                        &[
+                            "Paid Social",
+                            "facebook",
+                            "facebook",
+                            "1",
+                            "0",
+                            "5000",
+                            "EUR",
+                        ],
                         &["Organic Search", "google", "", "1", "1", "10000", "EUR"],
                         &["Direct", "(direct)", "", "0.5", "0", "0", ""],
                     ],
@@ -1069,15 +1108,19 @@ mod tests {
             ]
         );
         assert_eq!(
-            conversions.categories[0].colour,
-            conversions.categories[1].colour,
+            conversions.categories[0].colour, conversions.categories[1].colour,
             "one network, one colour"
         );
         assert_eq!(conversions.series[0].values[3], Some(0.5));
         assert_eq!(conversions.series[1].values[0], Some(9.0));
         assert_eq!(revenue.series[0].values[2], Some(100.0));
         assert_eq!(revenue.value_axis, "revenue credited, EUR");
-        assert_eq!(figure.table, *tables.get("source-of-sale", AttributionModel::LastNonDirect).unwrap());
+        assert_eq!(
+            figure.table,
+            *tables
+                .get("source-of-sale", AttributionModel::LastNonDirect)
+                .unwrap()
+        );
     }
 
     #[test]
@@ -1111,7 +1154,13 @@ mod tests {
             "path-length",
             AttributionModel::Linear,
             table(
-                &["measure", "bucket", "conversions", "purchases", "micro_conversions"],
+                &[
+                    "measure",
+                    "bucket",
+                    "conversions",
+                    "purchases",
+                    "micro_conversions",
+                ],
                 &[
                     &["touches", "2", "3", "1", "2"],
                     &["touches", "7-13", "5", "3", "2"],
@@ -1132,7 +1181,10 @@ mod tests {
         assert_eq!(touches.categories[band.first].key, "7-13");
         assert_eq!(touches.series[0].values[5], Some(3.0));
         assert_eq!(touches.series[1].values[0], Some(0.0));
-        assert_eq!(figure.notes, ["75% of the purchases took 7 touches or more."]);
+        assert_eq!(
+            figure.notes,
+            ["75% of the purchases took 7 touches or more."]
+        );
     }
 
     #[test]
@@ -1168,7 +1220,13 @@ mod tests {
         let weeks: Vec<&str> = panel.categories.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(
             weeks,
-            ["2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26"]
+            [
+                "2025-12-29",
+                "2026-01-05",
+                "2026-01-12",
+                "2026-01-19",
+                "2026-01-26"
+            ]
         );
         assert_eq!(panel.categories[1].label, "Jan 5");
         let social = &panel.series[0];

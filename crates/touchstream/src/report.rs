@@ -120,14 +120,17 @@ async fn svg(
 ) -> anyhow::Result<()> {
     let charts = figures::for_report(report.name);
     let spec = match &args.chart {
-        Some(id) => *charts.iter().find(|f| f.id == id.as_str()).with_context(|| {
-            let ids: Vec<&str> = charts.iter().map(|f| f.id).collect();
-            format!(
-                "report {} has no chart {id:?}; its charts are: {}",
-                report.name,
-                ids.join(", ")
-            )
-        })?,
+        Some(id) => *charts
+            .iter()
+            .find(|f| f.id == id.as_str())
+            .with_context(|| {
+                let ids: Vec<&str> = charts.iter().map(|f| f.id).collect();
+                format!(
+                    "report {} has no chart {id:?}; its charts are: {}",
+                    report.name,
+                    ids.join(", ")
+                )
+            })?,
         None => charts
             .first()
             .with_context(|| format!("report {} has no chart", report.name))?,

@@ -29,7 +29,8 @@ impl Default for Options {
     }
 }
 
-const FONT: &str = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif";
+const FONT: &str =
+    "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif";
 const INK: &str = "#212529";
 const MUTED: &str = "#5c636a";
 const GRID: &str = "#e9ecef";
@@ -38,6 +39,8 @@ const BAND_FILL: &str = "#fff3bf";
 const BAND_INK: &str = "#7c5e00";
 /// Between panels side by side, and between rows of panels.
 const GAP: f64 = 28.0;
+/// Between the legend and the plot of vertical bars and lines (a band's label goes there).
+const PLOT_GAP: f64 = 24.0;
 /// Narrower than this per panel and panels go under each other.
 const MIN_PANEL_WIDTH: f64 = 380.0;
 
@@ -136,9 +139,7 @@ fn panels(out: &mut String, figure: &Figure, width: f64, mut y: f64) -> f64 {
         // Horizontal bars over the same categories side by side share one label column.
         let shared = row.len() > 1
             && row.iter().all(|p| p.kind == Kind::HorizontalBars)
-            && row
-                .windows(2)
-                .all(|w| keys(&w[0]) == keys(&w[1]));
+            && row.windows(2).all(|w| keys(&w[0]) == keys(&w[1]));
         let label_column = if shared {
             label_width(&row[0], width / 2.0)
         } else {
@@ -206,7 +207,10 @@ fn legend_items(panel: &Panel) -> Vec<(&str, &'static str)> {
 }
 
 /// The legend's rows when it wraps at `width`: each row, the x of each item in it.
-fn legend_rows<'a>(items: &[(&'a str, &'static str)], width: f64) -> Vec<Vec<(f64, &'a str, &'static str)>> {
+fn legend_rows<'a>(
+    items: &[(&'a str, &'static str)],
+    width: f64,
+) -> Vec<Vec<(f64, &'a str, &'static str)>> {
     let mut rows: Vec<Vec<(f64, &str, &'static str)>> = Vec::new();
     let mut x = 0.0;
     for &(name, colour) in items {
@@ -354,7 +358,14 @@ fn horizontal_bars(out: &mut String, panel: &Panel, frame: &Frame, labels: Optio
             if panel.stacked {
                 stacked_at += value.max(0.0);
             } else {
-                value_label(out, x + w + 4.0, y + h / 2.0 + 4.0, "start", value, panel.unit);
+                value_label(
+                    out,
+                    x + w + 4.0,
+                    y + h / 2.0 + 4.0,
+                    "start",
+                    value,
+                    panel.unit,
+                );
             }
         }
         if panel.stacked && n_series > 0 {
@@ -388,7 +399,8 @@ struct Columns {
 
 impl Columns {
     fn new(panel: &Panel, frame: &Frame, max: f64) -> Self {
-        let top = frame.y + frame.header + 10.0;
+        // Room above the plot for a band's label (all panels alike, so plots in a row align).
+        let top = frame.y + frame.header + PLOT_GAP;
         let plot_x = frame.x + 62.0;
         let plot_w = (frame.width - 62.0 - 8.0).max(40.0);
         let plot_h = 190.0;
@@ -428,7 +440,7 @@ impl Columns {
             text(
                 out,
                 x + w / 2.0,
-                self.top + 13.0,
+                self.top - 6.0,
                 11.0,
                 "middle",
                 "class=\"band-label\" font-weight=\"600\"",
@@ -559,7 +571,7 @@ fn vertical_bars(out: &mut String, panel: &Panel, frame: &Frame) -> f64 {
             );
         }
     }
-    frame.header + 10.0 + cols.plot_h + below
+    frame.header + PLOT_GAP + cols.plot_h + below
 }
 
 fn line(out: &mut String, panel: &Panel, frame: &Frame) -> f64 {
@@ -623,7 +635,7 @@ fn line(out: &mut String, panel: &Panel, frame: &Frame) -> f64 {
             );
         }
     }
-    frame.header + 10.0 + cols.plot_h + below
+    frame.header + PLOT_GAP + cols.plot_h + below
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -705,7 +717,11 @@ struct Scale {
 
 impl Scale {
     fn new(max: f64, unit: Unit, length: f64) -> Self {
-        let max = if max.is_finite() && max > 0.0 { max } else { 1.0 };
+        let max = if max.is_finite() && max > 0.0 {
+            max
+        } else {
+            1.0
+        };
         let rough = max / 5.0;
         let magnitude = 10f64.powf(rough.log10().floor());
         let step = [1.0, 2.0, 2.5, 5.0, 10.0]
@@ -762,7 +778,9 @@ fn truncate(text: &str, width: f64, size: f64) -> String {
     if text_width(text, size) <= width {
         return text.to_string();
     }
-    let keep = ((width / (size * 0.57)).floor() as usize).saturating_sub(1).max(1);
+    let keep = ((width / (size * 0.57)).floor() as usize)
+        .saturating_sub(1)
+        .max(1);
     let mut cut: String = text.chars().take(keep).collect();
     cut.push('…');
     cut
@@ -849,9 +867,9 @@ mod tests {
                 assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
                 assert!(svg.ends_with("</svg>"));
                 assert_eq!(count(&svg, "class=\"bar\""), 5, "{kind:?} {stacked}");
-                assert!(svg.contains(
-                    "data-series=\"sales\" data-category=\"x\" data-value=\"0.5\""
-                ));
+                assert!(
+                    svg.contains("data-series=\"sales\" data-category=\"x\" data-value=\"0.5\"")
+                );
                 assert!(svg.contains("A &lt;test&gt; &amp; more"));
                 assert!(!svg.contains("<test>"));
                 assert_eq!(count(&svg, "class=\"legend-item\""), 2);

@@ -41,8 +41,15 @@ fn allowed(auth: &AuthConfig, headers: &HeaderMap) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
     else {
         return false;
     };
@@ -78,10 +85,22 @@ mod tests {
             password: "s3cret".into(),
         };
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        assert!(allowed(&auth, &headers(&format!("Basic {}", b64("ana:s3cret")))));
-        assert!(!allowed(&auth, &headers(&format!("Basic {}", b64("ana:s3cre")))));
-        assert!(!allowed(&auth, &headers(&format!("Basic {}", b64("ana:s3cretx")))));
-        assert!(!allowed(&auth, &headers(&format!("Basic {}", b64("bob:s3cret")))));
+        assert!(allowed(
+            &auth,
+            &headers(&format!("Basic {}", b64("ana:s3cret")))
+        ));
+        assert!(!allowed(
+            &auth,
+            &headers(&format!("Basic {}", b64("ana:s3cre")))
+        ));
+        assert!(!allowed(
+            &auth,
+            &headers(&format!("Basic {}", b64("ana:s3cretx")))
+        ));
+        assert!(!allowed(
+            &auth,
+            &headers(&format!("Basic {}", b64("bob:s3cret")))
+        ));
         assert!(!allowed(&auth, &headers("Basic !!!")));
         assert!(!allowed(&auth, &HeaderMap::new()));
         let open = AuthConfig::default();

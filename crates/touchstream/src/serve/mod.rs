@@ -42,7 +42,7 @@ use touchstream_warehouse::reports::ReportParams;
 use touchstream_warehouse::{WarehouseConfig, WarehouseError};
 
 use crate::chart::{self, Figure};
-use crate::figures::{self, FigureSpec, Tables};
+use crate::figures::{self, Tables};
 use crate::report::{Bound, parse_time, write_csv};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -73,6 +73,8 @@ pub struct ServeConfig {
     /// How long a page's report answers are reused (reloads, charts redrawn for another
     /// width); 0: never.
     pub cache_seconds: u64,
+    /// How long a page waits for ClickHouse before it shows the error banner instead.
+    pub timeout_seconds: u64,
     pub log: LogConfig,
 }
 
@@ -87,6 +89,7 @@ impl Default for ServeConfig {
             },
             auth: AuthConfig::default(),
             cache_seconds: 30,
+            timeout_seconds: 30,
             log: LogConfig {
                 format: touchstream_runtime::telemetry::LogFormat::Text,
                 ..LogConfig::default()
@@ -130,10 +133,12 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let cfg = config(args)?;
     touchstream_runtime::telemetry::init(&cfg.log);
-    let addr: SocketAddr = cfg
-        .listen
-        .parse()
-        .with_context(|| format!("listen = {:?} is not an address like 127.0.0.1:8090", cfg.listen))?;
+    let addr: SocketAddr = cfg.listen.parse().with_context(|| {
+        format!(
+            "listen = {:?} is not an address like 127.0.0.1:8090",
+            cfg.listen
+        )
+    })?;
     if !addr.ip().is_loopback() && cfg.auth.password.is_empty() {
         tracing::warn!(
             %addr,
@@ -195,7 +200,11 @@ impl App {
     }
 
     /// What the page's figures need, from the cache when fresh.
-    async fn tables(&self, site: &str, params: &ReportParams) -> Result<Arc<Tables>, WarehouseError> {
+    async fn tables(
+        &self,
+        site: &str,
+        params: &ReportParams,
+    ) -> Result<Arc<Tables>, WarehouseError> {
         let key = CacheKey {
             site: site.into(),
             model: params.model,
@@ -210,13 +219,23 @@ impl App {
         {
             return Ok(tables.clone());
         }
-        let tables = Arc::new(figures::load(&self.client, &figures::on_page(), params).await?);
+        let limit = Duration::from_secs(self.cfg.timeout_seconds.max(1));
+        let page = figures::on_page();
+        let loaded = tokio::time::timeout(limit, figures::load(&self.client, &page, params));
+        let tables = Arc::new(loaded.await.map_err(|_| WarehouseError::Unavailable {
+            what: format!("the page's reports (no answer within {} s)", limit.as_secs()),
+            source: clickhouse::error::Error::TimedOut,
+        })??);
         if !ttl.is_zero()
             && let Ok(mut cache) = self.cache.lock()
         {
             cache.retain(|_, (at, _)| at.elapsed() < ttl);
             while cache.len() >= CACHE_ENTRIES {
-                let Some(oldest) = cache.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) else {
+                let Some(oldest) = cache
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| k.clone())
+                else {
                     break;
                 };
                 cache.remove(&oldest);
@@ -255,7 +274,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/site/{site}/chart/{file}", get(chart_file))
         .route("/assets/{file}", get(asset))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::require))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require,
+        ))
         .with_state(app);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -264,7 +286,10 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// No framing, no sniffing, and nothing fetched from anywhere but this server.
-async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(
@@ -274,17 +299,34 @@ async fn security_headers(request: axum::extract::Request, next: axum::middlewar
              connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
-async fn index(State(app): State<Arc<App>>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let site = app.sites().into_iter().next().unwrap_or_else(|| "default".into());
+async fn index(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let site = app
+        .sites()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "default".into());
     let mut target = format!("/site/{}", page::url_escape(&site));
     let query: Vec<String> = ["model", "from", "to"]
         .iter()
-        .filter_map(|k| query.get(*k).map(|v| format!("{k}={}", page::url_escape(v))))
+        .filter_map(|k| {
+            query
+                .get(*k)
+                .map(|v| format!("{k}={}", page::url_escape(v)))
+        })
         .collect();
     if !query.is_empty() {
         target = format!("{target}?{}", query.join("&"));
@@ -296,15 +338,24 @@ async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         page::html_headers(),
-        page::message_page("Not found", "There is no such page here. The report is at /."),
+        page::message_page(
+            "Not found",
+            "There is no such page here. The report is at /.",
+        ),
     )
         .into_response()
 }
 
 async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
-        "app.css" => (include_str!("../../assets/app.css"), "text/css; charset=utf-8"),
-        "app.js" => (include_str!("../../assets/app.js"), "text/javascript; charset=utf-8"),
+        "app.css" => (
+            include_str!("../../assets/app.css"),
+            "text/css; charset=utf-8",
+        ),
+        "app.js" => (
+            include_str!("../../assets/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
         _ => return not_found().await,
     };
     (
@@ -323,7 +374,10 @@ pub struct Request {
 }
 
 /// Reads `model`, `from` and `to` (all optional) the way `touchstream report` reads its flags.
-pub fn parse_request(query: &HashMap<String, String>, now: OffsetDateTime) -> Result<Request, String> {
+pub fn parse_request(
+    query: &HashMap<String, String>,
+    now: OffsetDateTime,
+) -> Result<Request, String> {
     let given = |k: &str| query.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let model = match given("model") {
         Some(m) => AttributionModel::parse(m).ok_or_else(|| {
@@ -334,7 +388,12 @@ pub fn parse_request(query: &HashMap<String, String>, now: OffsetDateTime) -> Re
     };
     let to = match given("to") {
         Some(to) => parse_time(to, Bound::End).map_err(|e| format!("to: {e:#}"))?,
-        None => now.date().next_day().unwrap_or(now.date()).midnight().assume_utc(),
+        None => now
+            .date()
+            .next_day()
+            .unwrap_or(now.date())
+            .midnight()
+            .assume_utc(),
     };
     let from = match given("from") {
         Some(from) => parse_time(from, Bound::Start).map_err(|e| format!("from: {e:#}"))?,
@@ -353,7 +412,10 @@ pub fn parse_request(query: &HashMap<String, String>, now: OffsetDateTime) -> Re
 }
 
 /// The page's figures from loaded tables; a figure that cannot be built carries the reason.
-fn build_figures(tables: &Tables, params: &ReportParams) -> Vec<Result<Figure, (&'static str, String)>> {
+fn build_figures(
+    tables: &Tables,
+    params: &ReportParams,
+) -> Vec<Result<Figure, (&'static str, String)>> {
     figures::on_page()
         .into_iter()
         .map(|spec| figures::build(spec, tables, params).map_err(|e| (spec.id, e)))
@@ -415,7 +477,12 @@ async fn site_page(
         Ok(r) => r,
         Err(e) => {
             view.banner = Some(page::Banner::bad_request(&e));
-            return (Failure::BadRequest(e).status(), page::html_headers(), page::render(&view)).into_response();
+            return (
+                Failure::BadRequest(e).status(),
+                page::html_headers(),
+                page::render(&view),
+            )
+                .into_response();
         }
     };
     view.params = Some(&request.params);
@@ -434,8 +501,12 @@ async fn site_page(
             let failure = Failure::of(e);
             let status = failure.status();
             match failure {
-                Failure::NotMigrated(e) => view.empty = Some(page::Empty::NotMigrated(e.to_string())),
-                Failure::Warehouse(e) => view.banner = Some(page::Banner::warehouse(&e, &app.cfg.clickhouse)),
+                Failure::NotMigrated(e) => {
+                    view.empty = Some(page::Empty::NotMigrated(e.to_string()))
+                }
+                Failure::Warehouse(e) => {
+                    view.banner = Some(page::Banner::warehouse(&e, &app.cfg.clickhouse))
+                }
                 Failure::BadRequest(e) => view.banner = Some(page::Banner::bad_request(&e)),
             }
             tracing::warn!(site, status = status.as_u16(), "page without charts");
@@ -473,7 +544,10 @@ async fn data_for(
 ) -> Result<(Request, Arc<Tables>), Response> {
     let sites = app.sites();
     if !sites.iter().any(|s| s == site) {
-        return Err(json_error(StatusCode::NOT_FOUND, &format!("no site {site:?}")));
+        return Err(json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no site {site:?}"),
+        ));
     }
     let request = parse_request(query, OffsetDateTime::now_utc())
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, &e))?;
@@ -546,7 +620,7 @@ async fn chart_file(
         Ok(loaded) => loaded,
         Err(response) => return response,
     };
-    let figure = match figure_of(spec, &tables, &request.params) {
+    let figure = match figures::build(spec, &tables, &request.params) {
         Ok(f) => f,
         Err(e) => return json_error(StatusCode::BAD_GATEWAY, &e),
     };
@@ -583,10 +657,6 @@ async fn chart_file(
     }
 }
 
-fn figure_of(spec: &FigureSpec, tables: &Tables, params: &ReportParams) -> Result<Figure, String> {
-    figures::build(spec, tables, params)
-}
-
 /// `default-source-of-sale-linear-2026-01-01-2026-01-31.csv`
 fn file_name(site: &str, id: &str, params: &ReportParams, extension: &str) -> String {
     let period = figures::period(params)
@@ -594,13 +664,21 @@ fn file_name(site: &str, id: &str, params: &ReportParams, extension: &str) -> St
         .replace([' ', ':', '(', ')'], "");
     let name = format!("{site}-{id}-{}-{period}.{extension}", params.model.as_str());
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 fn attachment(response: &mut Response, name: &str) {
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
     }
 }
 
@@ -626,19 +704,30 @@ mod tests {
     use super::*;
 
     fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn the_page_reads_its_period_like_the_report_command() {
         let now = datetime!(2026-03-15 10:00 UTC);
         let r = parse_request(&query(&[]), now).unwrap();
-        assert_eq!(r.params.to, datetime!(2026-03-16 00:00 UTC), "today is included");
+        assert_eq!(
+            r.params.to,
+            datetime!(2026-03-16 00:00 UTC),
+            "today is included"
+        );
         assert_eq!(r.params.from, datetime!(2026-02-14 00:00 UTC));
         assert_eq!(r.params.model, AttributionModel::LastNonDirect);
 
         let r = parse_request(
-            &query(&[("from", "2026-01-01"), ("to", "2026-01-31"), ("model", "linear")]),
+            &query(&[
+                ("from", "2026-01-01"),
+                ("to", "2026-01-31"),
+                ("model", "linear"),
+            ]),
             now,
         )
         .unwrap();
@@ -654,9 +743,13 @@ mod tests {
         let r = parse_request(&query(&[("from", ""), ("model", "")]), now).unwrap();
         assert_eq!(r.params.from, datetime!(2026-02-14 00:00 UTC));
 
-        let e = parse_request(&query(&[("model", "u-shaped")]), now).err().unwrap();
+        let e = parse_request(&query(&[("model", "u-shaped")]), now)
+            .err()
+            .unwrap();
         assert!(e.contains("position_based"), "{e}");
-        let e = parse_request(&query(&[("from", "yesterday")]), now).err().unwrap();
+        let e = parse_request(&query(&[("from", "yesterday")]), now)
+            .err()
+            .unwrap();
         assert!(e.contains("from"), "{e}");
         let e = parse_request(&query(&[("from", "2026-02-01"), ("to", "2026-01-01")]), now)
             .err()

@@ -109,7 +109,10 @@ pub fn message_page(title: &str, text: &str) -> String {
 
 pub fn render(view: &View<'_>) -> String {
     let mut out = String::with_capacity(64 * 1024);
-    head(&mut out, &format!("Source of sale · {} · touchstream", view.site));
+    head(
+        &mut out,
+        &format!("Source of sale · {} · touchstream", view.site),
+    );
     let _ = write!(
         out,
         "<header class=\"top\"><div class=\"wrap\"><a class=\"brand\" href=\"/\">touchstream</a>\
@@ -240,9 +243,10 @@ fn empty_state(out: &mut String, view: &View<'_>, empty: &Empty) {
                     let model = view.params.map_or("last_non_direct", |p| p.model.as_str());
                     let _ = write!(
                         out,
-                        "<p>The database holds {} events from {first} to {last}: \
+                        "<p>The database holds {} {} from {first} to {last}: \
                          <a class=\"extent\" href=\"/site/{}?model={model}&amp;from={first}&amp;to={last}\">show that period</a>.</p>",
                         chart::format_value(*events as f64, chart::Unit::Count),
+                        if *events == 1 { "event" } else { "events" },
                         url_escape(view.site),
                     );
                 }
@@ -270,7 +274,12 @@ fn empty_state(out: &mut String, view: &View<'_>, empty: &Empty) {
     out.push_str("</section>");
 }
 
-fn section(out: &mut String, site: &str, query: &str, figure: &Result<Figure, (&'static str, String)>) {
+fn section(
+    out: &mut String,
+    site: &str,
+    query: &str,
+    figure: &Result<Figure, (&'static str, String)>,
+) {
     let figure = match figure {
         Ok(f) => f,
         Err((id, reason)) => {
