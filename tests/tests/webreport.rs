@@ -538,6 +538,9 @@ fn cli_table(database: &str, name: &str, model: &str, period: (&str, &str)) -> C
 /// A bar or point: (series, category) → value.
 type Marks = BTreeMap<(String, String), f64>;
 
+/// Per figure: the table under the chart and its marks.
+type Expected = BTreeMap<&'static str, (CliTable, Marks)>;
+
 const MODELS: [&str; 6] = [
     "first_touch",
     "last_touch",
@@ -551,11 +554,7 @@ const MODELS: [&str; 6] = [
 /// answers: the table under the chart (the report as the CLI prints it) and every bar or
 /// point. The figure rules (top 12 rows, 6 networks, every histogram bucket, a point per group
 /// in each week with conversions) are restated here, independently of the server's code.
-fn expected(
-    database: &str,
-    model: &str,
-    period: (&str, &str),
-) -> BTreeMap<&'static str, (CliTable, Marks)> {
+fn expected(database: &str, model: &str, period: (&str, &str)) -> Expected {
     let mut out = BTreeMap::new();
     let key = |parts: &[&str]| parts.join("|");
 
@@ -1413,8 +1412,7 @@ async fn the_page_in_chromium_matches_the_report_command() {
         ("from_jan_10", "first_touch", ("2026-01-10", "2026-01-31")),
         ("phone", "last_non_direct", PERIOD),
     ];
-    let mut cache: HashMap<(String, (String, String)), BTreeMap<&'static str, (CliTable, Marks)>> =
-        HashMap::new();
+    let mut cache: HashMap<(String, (String, String)), Expected> = HashMap::new();
     for (state, model, period) in states {
         let page = &summary["states"][state];
         assert_eq!(page["model"], model, "{state}: the picker shows the model");

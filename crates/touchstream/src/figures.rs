@@ -143,6 +143,11 @@ impl Tables {
             .ok_or_else(|| format!("report {report} under {model} was not loaded"))
     }
 
+    /// Every answer, by (report, model).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, AttributionModel, &ReportTable)> {
+        self.answers.iter().map(|((r, m), t)| (*r, *m, t))
+    }
+
     /// No report has a row: nothing happened in the period (or nothing at all).
     pub fn is_empty(&self) -> bool {
         self.answers.values().all(|t| t.rows.is_empty())
@@ -174,29 +179,43 @@ pub fn queries(
     out
 }
 
-/// Runs the reports `figures` need, all at once, and waits for every answer (the first error
-/// stops the rest).
+/// Runs the reports `figures` need under `params.model`, all at once.
 pub async fn load(
     client: &clickhouse::Client,
     figures: &[&FigureSpec],
     params: &ReportParams,
 ) -> Result<Tables, WarehouseError> {
-    let mut runs = tokio::task::JoinSet::new();
-    for (name, model) in queries(figures, params.model) {
+    run_all(client, &queries(figures, params.model), params).await
+}
+
+/// Whether a report's answer depends on the model (path-length and lifecycle do not).
+pub fn uses_model(report: &str) -> bool {
+    reports::by_name(report).is_none_or(|r| r.sql.contains("{model:"))
+}
+
+/// Runs `runs` (report, model) over `params`' period, all at once, and waits for every answer
+/// (the first error stops the rest).
+pub async fn run_all(
+    client: &clickhouse::Client,
+    runs: &[(&'static str, AttributionModel)],
+    params: &ReportParams,
+) -> Result<Tables, WarehouseError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, model) in runs {
         let report =
-            reports::by_name(name).ok_or_else(|| WarehouseError::UnknownReport(name.into()))?;
+            reports::by_name(name).ok_or_else(|| WarehouseError::UnknownReport((*name).into()))?;
         let client = client.clone();
         let params = ReportParams {
-            model,
+            model: *model,
             ..params.clone()
         };
-        runs.spawn(async move {
+        tasks.spawn(async move {
             let answer = reports::run(&client, report, &params).await;
-            (report.name, model, answer)
+            (report.name, params.model, answer)
         });
     }
     let mut tables = Tables::default();
-    while let Some(done) = runs.join_next().await {
+    while let Some(done) = tasks.join_next().await {
         match done {
             Ok((name, model, answer)) => tables.insert(name, model, answer?),
             Err(e) => {
@@ -1260,6 +1279,7 @@ mod tests {
 
     #[test]
     fn every_report_has_a_figure_and_the_page_needs_eleven_runs() {
+        assert!(uses_model("posts") && !uses_model("path-length") && !uses_model("lifecycle"));
         for report in reports::all() {
             assert!(!for_report(report.name).is_empty(), "{}", report.name);
         }

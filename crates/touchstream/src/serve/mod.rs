@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration as Days, OffsetDateTime};
 use touchstream_model::AttributionModel;
 use touchstream_runtime::LogConfig;
-use touchstream_warehouse::reports::ReportParams;
+use touchstream_warehouse::reports::{ReportParams, ReportTable};
 use touchstream_warehouse::{WarehouseConfig, WarehouseError};
 
 use crate::chart::{self, Figure};
@@ -170,19 +170,21 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
 pub struct App {
     cfg: ServeConfig,
     client: clickhouse::Client,
-    cache: Mutex<HashMap<CacheKey, (Instant, Arc<Tables>)>>,
+    cache: Mutex<HashMap<CacheKey, (Instant, ReportTable)>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct CacheKey {
     site: String,
-    model: AttributionModel,
+    report: &'static str,
+    /// `None` for a report the model does not change.
+    model: Option<AttributionModel>,
     from: i64,
     to: i64,
 }
 
-/// Entries kept at most; the oldest go first.
-const CACHE_ENTRIES: usize = 64;
+/// Report answers kept at most (about 50 pages' worth); the oldest go first.
+const CACHE_ENTRIES: usize = 512;
 
 impl App {
     pub fn new(cfg: ServeConfig) -> Arc<Self> {
@@ -199,38 +201,49 @@ impl App {
         vec!["default".into()]
     }
 
-    /// What the page's figures need, from the cache when fresh.
-    async fn tables(
-        &self,
-        site: &str,
-        params: &ReportParams,
-    ) -> Result<Arc<Tables>, WarehouseError> {
-        let key = CacheKey {
+    /// What the page's figures need: the answers still fresh in the cache, the others run at
+    /// once. A report the model does not change (path-length, lifecycle) is cached for every
+    /// model, so switching the model reruns only the reports it changes.
+    async fn tables(&self, site: &str, params: &ReportParams) -> Result<Tables, WarehouseError> {
+        let key = |report: &'static str, model: AttributionModel| CacheKey {
             site: site.into(),
-            model: params.model,
+            report,
+            model: figures::uses_model(report).then_some(model),
             from: params.from.unix_timestamp(),
             to: params.to.unix_timestamp(),
         };
         let ttl = Duration::from_secs(self.cfg.cache_seconds);
-        if !ttl.is_zero()
-            && let Ok(cache) = self.cache.lock()
-            && let Some((at, tables)) = cache.get(&key)
-            && at.elapsed() < ttl
+        let mut tables = Tables::default();
+        let mut missing = Vec::new();
         {
-            return Ok(tables.clone());
+            let cache = self.cache.lock().ok().filter(|_| !ttl.is_zero());
+            for (report, model) in figures::queries(&figures::on_page(), params.model) {
+                match cache.as_ref().and_then(|c| c.get(&key(report, model))) {
+                    Some((at, table)) if at.elapsed() < ttl => {
+                        tables.insert(report, model, table.clone());
+                    }
+                    _ => missing.push((report, model)),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(tables);
         }
         let limit = Duration::from_secs(self.cfg.timeout_seconds.max(1));
-        let page = figures::on_page();
-        let loaded = tokio::time::timeout(limit, figures::load(&self.client, &page, params));
-        let tables = Arc::new(loaded.await.map_err(|_| WarehouseError::Unavailable {
-            what: format!("the page's reports (no answer within {} s)", limit.as_secs()),
-            source: clickhouse::error::Error::TimedOut,
-        })??);
+        let loaded = tokio::time::timeout(limit, figures::run_all(&self.client, &missing, params))
+            .await
+            .map_err(|_| WarehouseError::Unavailable {
+                what: format!(
+                    "the page's reports (no answer within {} s)",
+                    limit.as_secs()
+                ),
+                source: clickhouse::error::Error::TimedOut,
+            })??;
         if !ttl.is_zero()
             && let Ok(mut cache) = self.cache.lock()
         {
             cache.retain(|_, (at, _)| at.elapsed() < ttl);
-            while cache.len() >= CACHE_ENTRIES {
+            while cache.len() + missing.len() > CACHE_ENTRIES {
                 let Some(oldest) = cache
                     .iter()
                     .min_by_key(|(_, (at, _))| *at)
@@ -240,7 +253,13 @@ impl App {
                 };
                 cache.remove(&oldest);
             }
-            cache.insert(key, (Instant::now(), tables.clone()));
+            let now = Instant::now();
+            for (report, model, table) in loaded.iter() {
+                cache.insert(key(report, model), (now, table.clone()));
+            }
+        }
+        for (report, model, table) in loaded.iter() {
+            tables.insert(report, model, table.clone());
         }
         Ok(tables)
     }
@@ -541,7 +560,7 @@ async fn data_for(
     app: &App,
     site: &str,
     query: &HashMap<String, String>,
-) -> Result<(Request, Arc<Tables>), Response> {
+) -> Result<(Request, Tables), Response> {
     let sites = app.sites();
     if !sites.iter().any(|s| s == site) {
         return Err(json_error(
@@ -557,7 +576,7 @@ async fn data_for(
             let failure = Failure::of(e);
             match failure {
                 // Nothing loaded yet reads as no data.
-                Failure::NotMigrated(_) => Ok((request, Arc::new(Tables::default()))),
+                Failure::NotMigrated(_) => Ok((request, Tables::default())),
                 Failure::Warehouse(e) => Err(json_error(failure_status(&e), &e.to_string())),
                 Failure::BadRequest(e) => Err(json_error(StatusCode::BAD_REQUEST, &e)),
             }
