@@ -13,9 +13,13 @@
 //! - raw SQL, concurrent: the page's 11 queries POSTed to ClickHouse at once, as the server
 //!   sends them (the baseline);
 //! - raw SQL, one after the other (for context);
-//! - `GET /site/default/data.json`: the page's data (the goal);
+//! - `GET /site/default/data.json`: the page's data (the goal), under the default model
+//!   (last_non_direct: one credit row per conversion) and under linear (one per touch);
 //! - `GET /site/default`: the whole page, charts drawn;
-//! - the page again with the server's cache on (a reload).
+//! - the page again with the server's cache on (a reload), and for each other model (only the
+//!   reports the model changes run).
+//!
+//! The machine is shared: the load average is printed with the results.
 //!
 //! `cargo build --release --bins && cargo bench -p touchstream-tests --bench web` (or
 //! `make bench`). Prints a table, writes `bench-results/web.json`.
@@ -61,25 +65,25 @@ fn events_sql() -> String {
          is_spam_referrer, opens_touch, lifecycle_stage, purchase_count, touches_to_conversion, \
          days_to_conversion) \
          SELECT \
-           toUUID(concat('00000000-0000-4000-a000-', toString(100000000000 + number))), \
+           toUUID(concat(toString(10000000 + intHash32(number) % 90000000), '-0000-4000-a000-', toString(100000000000 + number))), \
            CAST(kind AS Enum8('click' = 1, 'signup' = 2, 'download' = 3, 'purchase' = 4)), \
            toDateTime(t), t * 1000, t * 1000, toDateTime(t), t * 1000, toDateTime(t + 1), \
            (t + 1) * 1000, concat('v', toString(v)), concat('v', toString(v)), \
            concat('s', toString(intDiv(number, 5))), 'https://shop.example/', [], [], \
-           if(kind = 'purchase', toNullable(concat('o', toString(number))), NULL), \
-           if(kind = 'purchase', toNullable(toInt64(1000 + (number % 50) * 100)), NULL), \
-           if(kind = 'purchase', toNullable('EUR'), NULL), \
+           if(kind = 'purchase', concat('o', toString(number)), NULL), \
+           if(kind = 'purchase', toInt64(1000 + (number % 50) * 100), NULL), \
+           if(kind = 'purchase', 'EUR', NULL), \
            if(kind = 'click', channels[i], 'Direct'), if(kind = 'click', sources[i], '(direct)'), \
            if(kind = 'click' AND i <= 5, 'social', '(none)'), \
-           if(kind = 'click' AND i <= 5, toNullable('spring'), NULL), \
-           if(kind = 'click' AND i <= 5, toNullable(concat('post-', toString(v % 40))), NULL), \
-           if(kind = 'click' AND i <= 5, toNullable(sources[i]), NULL), \
+           if(kind = 'click' AND i <= 5, 'spring', NULL), \
+           if(kind = 'click' AND i <= 5, concat('post-', toString(v % 40)), NULL), \
+           if(kind = 'click' AND i <= 5, sources[i], NULL), \
            0, 0, 0, if(kind = 'click' AND number % 3 = 0, 1, 0), \
            CAST(if(kind = 'purchase', 'client', if(kind = 'click', 'visitor', 'customer')) \
              AS Enum8('visitor' = 1, 'customer' = 2, 'client' = 3)), \
            if(kind = 'purchase', 1, 0), \
-           if(kind = 'click', NULL, toNullable(toInt32(1 + number % 13))), \
-           if(kind = 'click', NULL, toNullable(toFloat64(number % 400) / 10)) \
+           if(kind = 'click', NULL, toInt32(1 + number % 13)), \
+           if(kind = 'click', NULL, toFloat64(number % 400) / 10) \
          FROM ( \
            SELECT number, number % 100000 AS v, \
              toUInt32({FROM} + intDiv(number * {span}, {EVENTS})) AS t, \
@@ -98,17 +102,17 @@ fn credits_sql() -> String {
          channel, source, social_network, campaign, content, weight, revenue, revenue_credit, \
          currency, touches_to_conversion, days_to_conversion, ingested_at, ingested_at_ms) \
          SELECT \
-           toUUID(concat('00000000-0000-4000-8000-', toString(100000000000 + c))), \
+           toUUID(concat(toString(10000000 + intHash32(c) % 90000000), '-0000-4000-8000-', toString(100000000000 + c))), \
            CAST(kind AS Enum8('click' = 1, 'signup' = 2, 'download' = 3, 'purchase' = 4)), \
            toDateTime(ct), ct * 1000, concat('v', toString(c % 100000)), \
            CAST(model_name AS Enum8('first_touch' = 1, 'last_touch' = 2, 'last_non_direct' = 3, \
              'linear' = 4, 'position_based' = 5, 'time_decay' = 6)), \
-           toUUID(concat('00000000-0000-4000-9000-', toString(100000000000 + c * 16 + k))), \
+           toUUID(concat(toString(10000000 + intHash32(c * 16 + k) % 90000000), '-0000-4000-9000-', toString(100000000000 + c * 16 + k))), \
            toDateTime(ct - (n - k) * 43200), (ct - (n - k) * 43200) * 1000, \
-           channels[i], sources[i], if(i <= 5, toNullable(sources[i]), NULL), \
-           if(i <= 5, toNullable('spring'), NULL), \
-           if(i <= 5, toNullable(concat('post-', toString((c + k) % 40))), NULL), \
-           weight, revenue, weight * revenue, if(revenue > 0, toNullable('EUR'), NULL), \
+           channels[i], sources[i], if(i <= 5, sources[i], NULL), \
+           if(i <= 5, 'spring', NULL), \
+           if(i <= 5, concat('post-', toString((c + k) % 40)), NULL), \
+           weight, revenue, weight * revenue, if(revenue > 0, 'EUR', NULL), \
            toInt32(n), (n - k) / 2, toDateTime(ct + 1), (ct + 1) * 1000 \
          FROM ( \
            SELECT c, n, ct, kind, revenue, model_index, k, \
@@ -221,6 +225,17 @@ fn serve(database: &str, cache_seconds: &str) -> (Service, String) {
     (service, format!("http://{listen}"))
 }
 
+/// The bench's database, by name.
+struct Db {
+    name: String,
+}
+
+impl Db {
+    async fn query(&self, sql: &str) -> String {
+        clickhouse_query(Some(&self.name), sql).await
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
@@ -232,7 +247,15 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         assert!(binary_path("touchstream").exists());
-        let db = ScratchDatabase::new();
+        // WEB_BENCH_DATABASE=name keeps the generated data there (and reuses it), to look at
+        // the queries afterwards; otherwise a scratch database, dropped at the end.
+        let kept = std::env::var("WEB_BENCH_DATABASE").ok();
+        let scratch = kept.is_none().then(ScratchDatabase::new);
+        let name = kept
+            .clone()
+            .or_else(|| scratch.as_ref().map(|s| s.name.clone()))
+            .unwrap();
+        let db = Db { name };
         migrate(&WarehouseConfig {
             url: CLICKHOUSE_URL.into(),
             database: db.name.clone(),
@@ -240,22 +263,29 @@ fn main() {
         })
         .await
         .unwrap();
-        eprintln!("generating {EVENTS} events and the credits of {CONVERSIONS} conversions …");
-        let start = Instant::now();
-        db.query(&events_sql()).await;
-        db.query(&credits_sql()).await;
-        // Merged, as a table that has been loaded a while is; FINAL still runs.
-        db.query("OPTIMIZE TABLE events FINAL").await;
-        db.query("OPTIMIZE TABLE conversion_credits FINAL").await;
-        let events = clickhouse_query(Some(&db.name), "SELECT count() FROM events").await;
-        let credits =
-            clickhouse_query(Some(&db.name), "SELECT count() FROM conversion_credits").await;
-        eprintln!(
-            "{} events, {} credit rows in {:.1} s",
-            events.trim(),
-            credits.trim(),
-            start.elapsed().as_secs_f64()
-        );
+        let count = |table: &'static str| {
+            let name = db.name.clone();
+            async move {
+                clickhouse_query(Some(&name), &format!("SELECT count() FROM {table}"))
+                    .await
+                    .trim()
+                    .to_string()
+            }
+        };
+        if count("events").await != EVENTS.to_string() {
+            eprintln!("generating {EVENTS} events and the credits of {CONVERSIONS} conversions …");
+            let start = Instant::now();
+            db.query("TRUNCATE TABLE events").await;
+            db.query("TRUNCATE TABLE conversion_credits").await;
+            db.query(&events_sql()).await;
+            db.query(&credits_sql()).await;
+            // Merged, as a table that has been loaded a while is; FINAL still runs.
+            db.query("OPTIMIZE TABLE events FINAL").await;
+            db.query("OPTIMIZE TABLE conversion_credits FINAL").await;
+            eprintln!("generated in {:.1} s", start.elapsed().as_secs_f64());
+        }
+        let (events, credits) = (count("events").await, count("conversion_credits").await);
+        eprintln!("{events} events, {credits} credit rows in {}", db.name);
 
         let (server, url) = serve(&db.name, "0");
         wait_ready(&format!("{url}/healthz"), &server).await;
@@ -293,6 +323,12 @@ fn main() {
             get(&client, &data_url).await;
         })
         .await;
+        let linear_url = data_url.replace("last_non_direct", "linear");
+        get(&client, &linear_url).await;
+        let (linear, linear_best) = time(|| async {
+            get(&client, &linear_url).await;
+        })
+        .await;
         let (page, page_best) = time(|| async {
             get(&client, &page_url).await;
         })
@@ -301,12 +337,25 @@ fn main() {
             get(&client, &cached_page_url).await;
         })
         .await;
+        // Switching the model on the cached page: only the reports the model changes run.
+        let mut switches: Vec<Duration> = Vec::new();
+        for model in MODELS.iter().filter(|m| **m != "last_non_direct") {
+            let url = format!(
+                "{cached_url}/site/default?{}",
+                QUERY.replace("last_non_direct", model)
+            );
+            let start = Instant::now();
+            get(&client, &url).await;
+            switches.push(start.elapsed());
+        }
+        switches.sort();
+        let (switch, switch_best) = (switches[switches.len() / 2], switches[0]);
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
         let ratio = |d: Duration| d.as_secs_f64() / raw.as_secs_f64();
         println!(
             "\n{} events, {} credit rows; the page's {} report queries; median (fastest) of {RUNS} runs",
-            events.trim(),
-            credits.trim(),
+            events, credits,
             queries.len()
         );
         println!("\n| what | ms | fastest ms | / raw SQL (concurrent) |");
@@ -315,8 +364,10 @@ fn main() {
             ("raw SQL, the 11 queries at once (baseline)", raw, raw_best),
             ("raw SQL, one after the other", sequential, sequential_best),
             ("GET data.json: the page's data", data, data_best),
+            ("GET data.json, linear model (7x the credit rows)", linear, linear_best),
             ("GET the page (HTML, 7 charts drawn)", page, page_best),
             ("GET the page, server cache on (a reload)", cached, cached_best),
+            ("GET the page for another model, cache on", switch, switch_best),
         ] {
             println!(
                 "| {what} | {} | {} | {:.2} |",
@@ -325,6 +376,11 @@ fn main() {
                 ratio(median)
             );
         }
+        println!(
+            "\nload average (1, 5, 15 min) at the end: {} on {} cores",
+            load.split_whitespace().take(3).collect::<Vec<_>>().join(", "),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
         let met = data < GOAL;
         println!(
             "\ngoal: the page's data under {} ms: {} (data.json {} bytes, page {} bytes)",
@@ -336,12 +392,15 @@ fn main() {
         let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
         std::fs::create_dir_all(&out).unwrap();
         let results = json!({
-            "events": events.trim(), "credit_rows": credits.trim(), "runs": RUNS,
+            "events": events, "credit_rows": credits, "runs": RUNS,
             "raw_sql_concurrent_ms": raw.as_secs_f64() * 1e3,
             "raw_sql_sequential_ms": sequential.as_secs_f64() * 1e3,
             "data_json_ms": data.as_secs_f64() * 1e3,
+            "data_json_linear_ms": linear.as_secs_f64() * 1e3,
             "page_ms": page.as_secs_f64() * 1e3,
             "page_cached_ms": cached.as_secs_f64() * 1e3,
+            "page_other_model_cached_ms": switch.as_secs_f64() * 1e3,
+            "load_average": load.trim(),
             "data_over_raw": ratio(data),
             "page_over_raw": ratio(page),
             "goal_ms": GOAL.as_millis(),
@@ -354,5 +413,6 @@ fn main() {
         .unwrap();
         drop(server);
         drop(cached_server);
+        drop(scratch);
     });
 }
