@@ -9,7 +9,8 @@
 //! 120 000 conversions of 1 to 13 touches under the six models (about 2.9 million rows). The
 //! release binary serves it with its cache off, so every request runs the queries.
 //!
-//! Measured, each `RUNS` times after a warm-up (median and fastest):
+//! Measured `RUNS` times after a warm-up, one after the other within each round (median and
+//! fastest):
 //! - raw SQL, concurrent: the page's 11 queries POSTed to ClickHouse at once, as the server
 //!   sends them (the baseline);
 //! - raw SQL, one after the other (for context);
@@ -308,31 +309,33 @@ fn main() {
         let page_bytes = get(&client, &page_url).await;
         get(&client, &cached_page_url).await;
 
-        let (raw, raw_best) = time(|| async {
+        let linear_url = data_url.replace("last_non_direct", "linear");
+        get(&client, &linear_url).await;
+        // Round after round, each measurement once per round, so that the baseline and the
+        // server meet the same load on this shared machine.
+        let mut rounds: [Vec<Duration>; 5] = Default::default();
+        for _ in 0..RUNS {
+            let start = Instant::now();
             futures::future::join_all(queries.iter().map(|sql| post(&client, &db.name, sql)))
                 .await;
-        })
-        .await;
-        let (sequential, sequential_best) = time(|| async {
+            rounds[0].push(start.elapsed());
+            let start = Instant::now();
             for sql in &queries {
                 post(&client, &db.name, sql).await;
             }
-        })
-        .await;
-        let (data, data_best) = time(|| async {
-            get(&client, &data_url).await;
-        })
-        .await;
-        let linear_url = data_url.replace("last_non_direct", "linear");
-        get(&client, &linear_url).await;
-        let (linear, linear_best) = time(|| async {
-            get(&client, &linear_url).await;
-        })
-        .await;
-        let (page, page_best) = time(|| async {
-            get(&client, &page_url).await;
-        })
-        .await;
+            rounds[1].push(start.elapsed());
+            for (i, url) in [(2, &data_url), (3, &linear_url), (4, &page_url)] {
+                let start = Instant::now();
+                get(&client, url).await;
+                rounds[i].push(start.elapsed());
+            }
+        }
+        let [raw, sequential, data, linear, page] = rounds.map(|mut times| {
+            times.sort();
+            (times[RUNS / 2], times[0])
+        });
+        let ((raw, raw_best), (sequential, sequential_best)) = (raw, sequential);
+        let ((data, data_best), (linear, linear_best), (page, page_best)) = (data, linear, page);
         let (cached, cached_best) = time(|| async {
             get(&client, &cached_page_url).await;
         })
@@ -350,6 +353,18 @@ fn main() {
         }
         switches.sort();
         let (switch, switch_best) = (switches[switches.len() / 2], switches[0]);
+        // Where the time goes: each query alone (median of 3).
+        let mut alone = Vec::new();
+        for ((report, model), sql) in page_queries().iter().zip(&queries) {
+            let mut times = Vec::new();
+            for _ in 0..3 {
+                let start = Instant::now();
+                post(&client, &db.name, sql).await;
+                times.push(start.elapsed());
+            }
+            times.sort();
+            alone.push((format!("{report} ({model})"), times[1]));
+        }
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
         let ratio = |d: Duration| d.as_secs_f64() / raw.as_secs_f64();
@@ -376,6 +391,10 @@ fn main() {
                 ratio(median)
             );
         }
+        println!("\n| one query alone | ms |\n| --- | ---: |");
+        for (what, t) in &alone {
+            println!("| {what} | {} |", ms(*t));
+        }
         println!(
             "\nload average (1, 5, 15 min) at the end: {} on {} cores",
             load.split_whitespace().take(3).collect::<Vec<_>>().join(", "),
@@ -401,6 +420,7 @@ fn main() {
             "page_cached_ms": cached.as_secs_f64() * 1e3,
             "page_other_model_cached_ms": switch.as_secs_f64() * 1e3,
             "load_average": load.trim(),
+            "query_alone_ms": alone.iter().map(|(w, t)| (w.clone(), json!(t.as_secs_f64() * 1e3))).collect::<serde_json::Map<_, _>>(),
             "data_over_raw": ratio(data),
             "page_over_raw": ratio(page),
             "goal_ms": GOAL.as_millis(),

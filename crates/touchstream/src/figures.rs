@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 use time::{Duration, OffsetDateTime, Time};
 use touchstream_model::AttributionModel;
 use touchstream_warehouse::WarehouseError;
@@ -993,7 +993,13 @@ pub fn period(params: &ReportParams) -> String {
         let last = (params.to - Duration::days(1)).date();
         format!("{} to {last}", params.from.date())
     } else {
-        let show = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_else(|_| t.to_string());
+        let show = |t: OffsetDateTime| {
+            let t = t.to_offset(time::UtcOffset::UTC);
+            t.format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .unwrap_or_else(|_| t.to_string())
+        };
         format!("{} to {} (exclusive)", show(params.from), show(params.to))
     }
 }
@@ -1288,6 +1294,14 @@ mod tests {
         assert_eq!(
             period(&params(AttributionModel::Linear)),
             "2026-01-01 to 2026-01-31"
+        );
+        let times = ReportParams {
+            from: datetime!(2026-01-01 10:20:45.123 +02:00),
+            ..params(AttributionModel::Linear)
+        };
+        assert_eq!(
+            period(&times),
+            "2026-01-01 08:20 UTC to 2026-02-01 00:00 UTC (exclusive)"
         );
     }
 }
