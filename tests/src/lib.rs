@@ -684,6 +684,12 @@ async fn read_to_end(topic: &str, isolation: &str) -> Vec<rdkafka::message::Owne
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     at_end.insert(p);
                 }
+                // librdkafka reports a dropped connection (an idle one closed by the broker,
+                // a busy machine) and reconnects by itself: keep reading.
+                Some(Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+                    | rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+                ))) => {}
                 Some(Err(e)) => panic!("reading {topic}: {e}"),
                 None => {}
             }

@@ -880,7 +880,12 @@ async fn frozen_instance_that_wakes_up_cannot_break_state_or_output() {
         // froze inside a transaction, B first waits for the broker to abort it
         // (transaction.timeout.ms = 60 s), so allow for that.
         let until = Instant::now() + Duration::from_secs(150);
-        while !b.log_text().contains("state restored") {
+        // The device stage's restore of the raw partitions (the person stage restores its own).
+        let restored_devices = |log: String| {
+            log.lines()
+                .any(|l| l.contains("state restored") && l.contains("\"device\""))
+        };
+        while !restored_devices(b.log_text()) {
             assert!(
                 Instant::now() < until,
                 "B never restored state; log:\n{}",
@@ -1003,7 +1008,12 @@ async fn restore_waits_for_a_previous_owners_open_transaction() {
     let b = start_enricher(&topics, &group, &unique("tx-b-"), 50).await;
     // Give B every chance to restore (it may not, while the transaction is open).
     let until = Instant::now() + Duration::from_secs(15);
-    while !b.log_text().contains("state restored") && Instant::now() < until {
+    while !b
+        .log_text()
+        .lines()
+        .any(|l| l.contains("state restored") && l.contains("\"device\""))
+        && Instant::now() < until
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::task::spawn_blocking(move || producer.commit_transaction(Duration::from_secs(30)))

@@ -1,11 +1,16 @@
-//! The exactly-once loop: consume a batch of raw events and person records, attribute them, and
-//! produce the attributed events, the person records for users, both stores' new state
-//! (changelogs) and the consumed offsets in one Kafka transaction. Either all of a batch's
-//! effects become visible to `read_committed` readers or none do.
+//! The exactly-once loops, one per stage, each on a thread of its own (so that the two stages
+//! use both cores): consume a batch, attribute it, and produce the attributed events, the
+//! records for the next stage, the store's new state (changelog) and the consumed offsets in one
+//! Kafka transaction. Either all of a batch's effects become visible to `read_committed` readers
+//! or none do.
 //!
-//! One consumer in one group reads both inputs: the raw topic (keyed by device) and the person
-//! topic (keyed by user, written by this loop itself). A partition of either is owned by one
-//! instance at a time, with its store restored from the changelog partition of the same number.
+//! - The device stage reads the raw topic (keyed by device) in the group `group_id` and writes,
+//!   besides attributed events, the person topic.
+//! - The person stage reads the person topic (keyed by user) in the group `<group_id>.person`.
+//!
+//! A partition is owned by one instance's stage at a time, with its store restored from the
+//! changelog partition of the same number. Each stage has its own transactional id
+//! (`<transactional_id>` and `<transactional_id>.person`), so each fences its own zombies.
 //!
 //! On any error the transaction is aborted and the whole session (consumer, producer, state)
 //! is rebuilt: the consumer restarts from the committed offsets and the state is restored
@@ -40,18 +45,49 @@ use crate::state::{Store, Stored, restored_key};
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Which input (and store) a partition belongs to.
+/// Which stage: its input (and store).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Input {
+pub enum Input {
     Raw,
     Person,
+}
+
+impl Input {
+    /// The health check and log name of the stage.
+    pub fn name(self) -> &'static str {
+        match self {
+            Input::Raw => "device stage",
+            Input::Person => "person stage",
+        }
+    }
+
+    fn topic(self, cfg: &EnricherConfig) -> &str {
+        match self {
+            Input::Raw => &cfg.topics.raw,
+            Input::Person => &cfg.topics.person,
+        }
+    }
+
+    fn group_id(self, cfg: &EnricherConfig) -> String {
+        match self {
+            Input::Raw => cfg.group_id.clone(),
+            Input::Person => format!("{}.person", cfg.group_id),
+        }
+    }
+
+    fn suffixed(self, id: String) -> String {
+        match self {
+            Input::Raw => id,
+            Input::Person => format!("{id}.person"),
+        }
+    }
 }
 
 /// Records rebalances for the loop to act on between transactions, and exports lag.
 struct Context {
     changes: Mutex<Vec<Change>>,
     lag: touchstream_kafka::LagContext,
-    raw_topic: String,
+    input: Input,
 }
 
 enum Change {
@@ -63,14 +99,7 @@ impl Context {
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<(Input, i32)> {
         tpl.elements()
             .iter()
-            .map(|e| {
-                let input = if e.topic() == self.raw_topic {
-                    Input::Raw
-                } else {
-                    Input::Person
-                };
-                (input, e.partition())
-            })
+            .map(|e| (self.input, e.partition()))
             .collect()
     }
 }
@@ -97,17 +126,23 @@ impl ConsumerContext for Context {
     }
 }
 
-/// Runs sessions until shutdown; a failed session is rebuilt after a backoff.
-pub fn run(cfg: &EnricherConfig, attributor: &Attributor, health: &Health, shutdown: &Shutdown) {
+/// Runs one stage's sessions until shutdown; a failed session is rebuilt after a backoff.
+pub fn run(
+    cfg: &EnricherConfig,
+    attributor: &Attributor,
+    health: &Health,
+    shutdown: &Shutdown,
+    input: Input,
+) {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
-        health.not_ready("kafka", "starting session");
-        match Session::start(cfg, attributor, health, shutdown).and_then(|mut s| s.run()) {
+        health.not_ready(input.name(), "starting session");
+        match Session::start(cfg, attributor, health, shutdown, input).and_then(|mut s| s.run()) {
             Ok(()) => return,
             Err(e) => {
                 metrics::restarts();
-                health.not_ready("kafka", format!("restarting after: {e}"));
-                tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "enricher session failed, restarting");
+                health.not_ready(input.name(), format!("restarting after: {e}"));
+                tracing::error!(error = %e, stage = input.name(), retry_in_ms = backoff.as_millis() as u64, "enricher session failed, restarting");
                 let deadline = Instant::now() + backoff;
                 while Instant::now() < deadline && !shutdown.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(50));
@@ -125,7 +160,10 @@ struct Session<'a> {
     shutdown: &'a Shutdown,
     consumer: BaseConsumer<Context>,
     producer: BaseProducer,
+    input: Input,
+    /// The device stage's store (empty in the person stage).
     devices: Store<DeviceState>,
+    /// The person stage's store (empty in the device stage).
     persons: Store<PersonState>,
 }
 
@@ -135,23 +173,29 @@ impl<'a> Session<'a> {
         attributor: &'a Attributor,
         health: &'a Health,
         shutdown: &'a Shutdown,
+        input: Input,
     ) -> anyhow::Result<Self> {
-        let mut ccfg = cfg.kafka.consumer("touchstream-enricher", &cfg.group_id);
+        let mut ccfg = cfg
+            .kafka
+            .consumer("touchstream-enricher", &input.group_id(cfg));
         ccfg.set("statistics.interval.ms", "5000")
             .set("session.timeout.ms", cfg.session_timeout_ms.to_string());
         if let Some(id) = cfg.group_instance_id() {
-            ccfg.set("group.instance.id", id);
+            ccfg.set("group.instance.id", input.suffixed(id));
         }
         let context = Context {
             changes: Mutex::new(Vec::new()),
             lag: touchstream_kafka::LagContext::new("enricher"),
-            raw_topic: cfg.topics.raw.clone(),
+            input,
         };
         let consumer: BaseConsumer<Context> = ccfg.create_with_context(context)?;
-        consumer.subscribe(&[&cfg.topics.raw, &cfg.topics.person])?;
+        consumer.subscribe(&[input.topic(cfg)])?;
         let producer: BaseProducer = cfg
             .kafka
-            .transactional_producer("touchstream-enricher", &cfg.transactional_id())
+            .transactional_producer(
+                "touchstream-enricher",
+                &input.suffixed(cfg.transactional_id()),
+            )
             .create()?;
         // Fences an earlier incarnation with the same transactional id and aborts what it left open.
         producer.init_transactions(TXN_TIMEOUT)?;
@@ -162,19 +206,20 @@ impl<'a> Session<'a> {
             shutdown,
             consumer,
             producer,
+            input,
             devices: Store::default(),
             persons: Store::default(),
         })
     }
 
     fn run(&mut self) -> anyhow::Result<()> {
-        self.health.ready("kafka");
+        self.health.ready(self.input.name());
         while !self.shutdown.is_cancelled() {
             let batch = self.poll_batch()?;
             self.apply_rebalances()?;
             let batch: Vec<OwnedMessage> = batch
                 .into_iter()
-                .filter(|m| match self.input(m) {
+                .filter(|m| match self.input {
                     Input::Raw => self.devices.owns(m.partition()),
                     Input::Person => self.persons.owns(m.partition()),
                 })
@@ -190,7 +235,10 @@ impl<'a> Session<'a> {
                 return Err(e);
             }
         }
-        tracing::info!("enricher drained: last transaction committed");
+        tracing::info!(
+            stage = self.input.name(),
+            "enricher drained: last transaction committed"
+        );
         self.consumer.unsubscribe();
         Ok(())
     }
@@ -212,14 +260,6 @@ impl<'a> Session<'a> {
             }
         }
         Ok(batch)
-    }
-
-    fn input(&self, m: &OwnedMessage) -> Input {
-        if m.topic() == self.cfg.topics.raw {
-            Input::Raw
-        } else {
-            Input::Person
-        }
     }
 
     /// Drops the state of revoked partitions and restores that of assigned ones, before any
@@ -312,10 +352,16 @@ impl<'a> Session<'a> {
     }
 
     fn export_state_size(&self) {
-        let (devices, device_bytes) = self.devices.size();
-        let (persons, person_bytes) = self.persons.size();
-        metrics::state("device", devices, device_bytes);
-        metrics::state("person", persons, person_bytes);
+        match self.input {
+            Input::Raw => {
+                let (devices, bytes) = self.devices.size();
+                metrics::state("device", devices, bytes);
+            }
+            Input::Person => {
+                let (persons, bytes) = self.persons.size();
+                metrics::state("person", persons, bytes);
+            }
+        }
     }
 
     fn transact(&mut self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
@@ -329,12 +375,8 @@ impl<'a> Session<'a> {
             dirty_persons: HashSet::new(),
         };
         let mut next_offsets: BTreeMap<(Input, i32), i64> = BTreeMap::new();
+        let input = self.input;
         for msg in batch {
-            let input = if msg.topic() == self.cfg.topics.raw {
-                Input::Raw
-            } else {
-                Input::Person
-            };
             next_offsets.insert((input, msg.partition()), msg.offset() + 1);
             match input {
                 Input::Raw => raw_record(self.attributor, &mut self.devices, &mut out, msg)?,
