@@ -5,6 +5,9 @@
 //! - [`api`]: the HTTP routes and the error → status mapping.
 //! - [`body`]: reading a request body: size limits, gzip, content types, UTF-8, JSON.
 //! - [`delivery`]: Kafka delivery with a bounded number of events in flight.
+//! - [`segment`]: the Segment tracking API (`/v1/batch`, `/v1/track` …) and its mapping.
+//! - [`sites`]: which site a request belongs to (write keys, hosts, CORS, DNT policy).
+//! - [`proxy`]: the client address behind trusted reverse proxies.
 //! - [`replay`]: `producer replay FILE.ndjson`.
 //! - [`metrics`]: every metric the producer emits.
 //!
@@ -18,7 +21,10 @@ pub mod body;
 pub mod config;
 pub mod delivery;
 pub mod metrics;
+pub mod proxy;
 pub mod replay;
+pub mod segment;
+pub mod sites;
 
 use std::sync::Arc;
 
@@ -33,12 +39,17 @@ pub struct Application {
     config: ProducerConfig,
     delivery: Arc<Delivery>,
     health: Health,
+    mapping: Arc<segment::mapping::Mapping>,
 }
 
 impl Application {
     /// Connects to Kafka and creates the topics if needed.
     pub async fn build(config: ProducerConfig) -> anyhow::Result<Self> {
         config.validate()?;
+        let mapping = Arc::new(match &config.segment.mapping_path {
+            Some(path) => segment::mapping::Mapping::from_path(path)?,
+            None => segment::mapping::Mapping::builtin().clone(),
+        });
         let health = Health::new();
         health.register("kafka", "connecting");
         let t = &config.topics;
@@ -49,6 +60,7 @@ impl Application {
             config,
             delivery,
             health,
+            mapping,
         })
     }
 
@@ -62,7 +74,7 @@ impl Application {
 
     /// Starts serving in the background (tests use the returned address).
     pub async fn start(self, shutdown: Shutdown) -> anyhow::Result<Served> {
-        let app = api::router(&self.config, self.delivery.clone())
+        let app = api::router(&self.config, self.delivery.clone(), self.mapping.clone())
             .merge(ops::router(self.health.clone()));
         let served = ops::serve_router(self.config.listen, app, shutdown).await?;
         tracing::info!(addr = %served.addr, topic = %self.config.topics.raw, "collector listening");
