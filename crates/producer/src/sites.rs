@@ -189,6 +189,11 @@ impl Sites {
         self.sites[self.default].clone()
     }
 
+    /// Whether some site accepts browsers from anywhere (`cors_origins = ["*"]`).
+    pub fn any_allows_every_origin(&self) -> bool {
+        self.sites.iter().any(|s| matches!(s.cors, Cors::Any))
+    }
+
     /// For the CORS layer: whether any site accepts browsers from `origin` (the handler then
     /// checks the one the request names).
     pub fn any_allows_origin(&self, origin: &HeaderValue) -> bool {
