@@ -8,7 +8,7 @@ SERVICES := deploy/services.sh
 
 help:
 	@echo "make demo           start Kafka + ClickHouse, run the pipeline on generated traffic, print the source-of-sale report"
-	@echo "make test           services + fmt check + clippy + every test (what CI runs)"
+	@echo "make test           services + cluster + fmt check + clippy + every test (what CI runs)"
 	@echo "make services       install what is missing and start Kafka and ClickHouse (idempotent)"
 	@echo "make services-stop  stop them"
 	@echo "make cluster        the local cluster: 3 Kafka nodes, ZooKeeper, 2x2 ClickHouse servers (idempotent)"
@@ -45,8 +45,9 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end tests start the real binaries, so they are built first.
-test: services test-tools fmt-check lint
+# The end-to-end tests start the real binaries, so they are built first; tests/tests/cluster.rs
+# needs the local cluster (it starts it too when run alone).
+test: services cluster test-tools fmt-check lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 

@@ -14,6 +14,13 @@ pub struct EnricherConfig {
     /// Stable per instance (fences a zombie of the same instance after a restart); two
     /// instances in one group need two ids. Default: `touchstream-enricher-<hostname>`.
     pub transactional_id: Option<String>,
+    /// Static group membership: an instance that restarts within the session timeout gets its
+    /// partitions back without a rebalance (and without the others restoring them meanwhile).
+    /// Default: the transactional id; an empty string turns static membership off.
+    pub group_instance_id: Option<String>,
+    /// How long the group waits for a silent instance before handing its partitions to the
+    /// others (the broker's minimum is 6 s by default).
+    pub session_timeout_ms: u32,
     /// The site's own hosts: referrers on them are internal navigation. For events of a site
     /// not in `sites` (the `default` site of a single-site deployment).
     pub site_hosts: Vec<String>,
@@ -56,6 +63,8 @@ impl Default for EnricherConfig {
             topics: Topics::default(),
             group_id: "touchstream-enricher".into(),
             transactional_id: None,
+            group_instance_id: None,
+            session_timeout_ms: 6_000,
             site_hosts: Vec::new(),
             sites: Vec::new(),
             catalogue_path: None,
@@ -89,6 +98,10 @@ impl EnricherConfig {
             "batch_max_records must be positive"
         );
         anyhow::ensure!(
+            self.session_timeout_ms >= 3_000,
+            "session_timeout_ms must be at least 3000 (three heartbeats)"
+        );
+        anyhow::ensure!(
             self.attribution.lookback_days > 0,
             "attribution.lookback_days must be positive"
         );
@@ -105,6 +118,15 @@ impl EnricherConfig {
             "attribution.time_decay_half_life_days must be positive"
         );
         Ok(())
+    }
+
+    /// The static membership id, if static membership is on.
+    pub fn group_instance_id(&self) -> Option<String> {
+        match &self.group_instance_id {
+            Some(id) if id.is_empty() => None,
+            Some(id) => Some(id.clone()),
+            None => Some(self.transactional_id()),
+        }
     }
 
     pub fn transactional_id(&self) -> String {

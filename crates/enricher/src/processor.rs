@@ -137,7 +137,11 @@ impl<'a> Session<'a> {
         shutdown: &'a Shutdown,
     ) -> anyhow::Result<Self> {
         let mut ccfg = cfg.kafka.consumer("touchstream-enricher", &cfg.group_id);
-        ccfg.set("statistics.interval.ms", "5000");
+        ccfg.set("statistics.interval.ms", "5000")
+            .set("session.timeout.ms", cfg.session_timeout_ms.to_string());
+        if let Some(id) = cfg.group_instance_id() {
+            ccfg.set("group.instance.id", id);
+        }
         let context = Context {
             changes: Mutex::new(Vec::new()),
             lag: touchstream_kafka::LagContext::new("enricher"),
@@ -235,37 +239,75 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                Change::Assigned(ps) => {
-                    for (input, p) in ps {
-                        let started = Instant::now();
-                        let n = match input {
-                            Input::Raw => {
-                                let states = restore_partition::<DeviceState>(
-                                    self.cfg,
-                                    &self.cfg.topics.changelog,
-                                    p,
-                                )?;
-                                let n = states.len();
-                                self.devices.insert_partition(p, states);
-                                n
-                            }
-                            Input::Person => {
-                                let states = restore_partition::<PersonState>(
-                                    self.cfg,
-                                    &self.cfg.topics.person_changelog,
-                                    p,
-                                )?;
-                                let n = states.len();
-                                self.persons.insert_partition(p, states);
-                                n
-                            }
-                        };
-                        metrics::restored(input_name(input), p, n, started.elapsed());
-                    }
-                }
+                Change::Assigned(ps) => self.restore(ps)?,
             }
         }
         self.export_state_size();
+        Ok(())
+    }
+
+    /// Restores the stores of newly assigned partitions from their changelogs, all partitions
+    /// at once (each restore mostly waits on the broker, so a failover that hands over several
+    /// partitions takes about as long as one).
+    fn restore(&mut self, assigned: Vec<(Input, i32)>) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        type Restored = (Input, i32, Duration, anyhow::Result<Restore>);
+        enum Restore {
+            Devices(Vec<(String, DeviceState, usize)>),
+            Persons(Vec<(String, PersonState, usize)>),
+        }
+        let restored: Vec<Restored> = std::thread::scope(|scope| {
+            let handles: Vec<_> = assigned
+                .iter()
+                .map(|&(input, p)| {
+                    scope.spawn(move || {
+                        let started = Instant::now();
+                        let result = match input {
+                            Input::Raw => {
+                                restore_partition::<DeviceState>(cfg, &cfg.topics.changelog, p)
+                                    .map(Restore::Devices)
+                            }
+                            Input::Person => restore_partition::<PersonState>(
+                                cfg,
+                                &cfg.topics.person_changelog,
+                                p,
+                            )
+                            .map(Restore::Persons),
+                        };
+                        (input, p, started.elapsed(), result)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(&assigned)
+                .map(|(h, &(input, p))| {
+                    h.join().unwrap_or_else(|_| {
+                        (
+                            input,
+                            p,
+                            Duration::ZERO,
+                            Err(anyhow::anyhow!("restoring partition {p} panicked")),
+                        )
+                    })
+                })
+                .collect()
+        });
+        for (input, p, took, result) in restored {
+            let n = match result? {
+                Restore::Devices(states) => {
+                    let n = states.len();
+                    self.devices.insert_partition(p, states);
+                    n
+                }
+                Restore::Persons(states) => {
+                    let n = states.len();
+                    self.persons.insert_partition(p, states);
+                    n
+                }
+            };
+            metrics::restored(input_name(input), p, n, took);
+        }
         Ok(())
     }
 

@@ -27,7 +27,7 @@ use touchstream_kafka::{DlqWriter, LagContext, ensure_topics};
 use touchstream_model::AttributedEvent;
 use touchstream_model::time::now_ms;
 use touchstream_runtime::{Health, Shutdown, ops};
-use touchstream_warehouse::{WarehouseError, insert, rows_of};
+use touchstream_warehouse::{Warehouse, WarehouseError, insert, rows_of};
 
 use crate::batch::Batch;
 pub use crate::config::SinkConfig;
@@ -35,7 +35,8 @@ pub use crate::config::SinkConfig;
 pub struct Application {
     config: SinkConfig,
     consumer: StreamConsumer<LagContext>,
-    clickhouse: clickhouse::Client,
+    /// One server, or the shards of `clickhouse.cluster`.
+    clickhouse: Warehouse,
     dlq: DlqWriter,
     health: Health,
 }
@@ -63,7 +64,7 @@ impl Application {
         consumer.subscribe(&[&config.topics.attributed])?;
         let producer: FutureProducer = config.kafka.producer("touchstream-sink-dlq").create()?;
         let dlq = DlqWriter::new(producer, config.topics.dlq.clone());
-        let clickhouse = touchstream_warehouse::client(&config.clickhouse);
+        let clickhouse = Warehouse::new(&config.clickhouse);
         health.ready("clickhouse");
         Ok(Self {
             config,

@@ -17,10 +17,15 @@
 //! - `-- @if-table-exists table`: skipped when the table does not exist, also when it vanishes
 //!   while the statement runs (a concurrent migrator dropped it);
 //! - `-- @if-table-empty table`: skipped unless the table exists and has no rows.
+//!
+//! With `cluster` set in the config, every statement runs in its cluster form instead
+//! ([`crate::cluster`]: replicated local tables and Distributed tables, `ON CLUSTER`), and the
+//! guards read the Distributed tables, which have the columns and see the rows of all shards.
 
 use clickhouse::sql::Identifier;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{self, Layout, Step};
 use crate::{WarehouseConfig, WarehouseError, client, server_client, sql};
 
 /// One migration file.
@@ -49,7 +54,8 @@ pub const MIGRATIONS: &[Migration] = migrations![
 ];
 
 /// The runner's own table; not a numbered migration because it must exist before them.
-const MIGRATIONS_TABLE: &str = include_str!("../../../schemas/clickhouse/schema_migrations.sql");
+pub(crate) const MIGRATIONS_TABLE: &str =
+    include_str!("../../../schemas/clickhouse/schema_migrations.sql");
 
 /// ClickHouse exception codes that a concurrent `CREATE … IF NOT EXISTS` can still raise when
 /// another process created the object between the check and the creation, and that a `RENAME`
@@ -59,7 +65,16 @@ const ALREADY_EXISTS: &[u32] = &[
     82, // DATABASE_ALREADY_EXISTS
 ];
 
-const UNKNOWN_TABLE: u32 = 60;
+/// What a statement on a table that a concurrent migrator drops gets: UNKNOWN_TABLE once the
+/// table is gone, TABLE_IS_DROPPED while the drop is under way.
+const VANISHED: &[u32] = &[
+    60,  // UNKNOWN_TABLE
+    218, // TABLE_IS_DROPPED
+];
+
+fn vanished(e: &WarehouseError) -> bool {
+    e.server_code().is_some_and(|code| VANISHED.contains(&code))
+}
 
 /// A condition a migration statement runs under (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,7 +153,7 @@ async fn guards_allow(
                         Ok(rows) => rows == 0,
                         Err(e) => {
                             let e = WarehouseError::classify(what(), e);
-                            if e.server_code() == Some(UNKNOWN_TABLE) {
+                            if vanished(&e) {
                                 false
                             } else {
                                 return Err(e);
@@ -197,18 +212,37 @@ pub async fn migrate_up_to(
     cfg: &WarehouseConfig,
     count: usize,
 ) -> Result<Vec<String>, WarehouseError> {
+    let cluster = match &cfg.cluster {
+        Some(name) => Some(check_cluster(cfg, name).await?),
+        None => None,
+    };
+    let on_cluster = cluster
+        .as_ref()
+        .map_or(String::new(), |c| format!(" ON CLUSTER {c}"));
     execute(
         server_client(cfg)
-            .query("CREATE DATABASE IF NOT EXISTS ?")
+            .query(&format!("CREATE DATABASE IF NOT EXISTS ?{on_cluster}"))
             .bind(Identifier(&cfg.database)),
         || format!("creating database {}", cfg.database),
     )
     .await?;
     let client = client(cfg);
-    execute(client.query_raw(MIGRATIONS_TABLE), || {
-        format!("creating {}.schema_migrations", cfg.database)
-    })
-    .await?;
+    let runner = Migration {
+        name: "schema_migrations",
+        sql: MIGRATIONS_TABLE,
+    };
+    for statement in sql::statements(MIGRATIONS_TABLE) {
+        run_statement(
+            &client,
+            cfg,
+            cluster.as_deref(),
+            &runner,
+            statement,
+            &[],
+            Layout::EveryServer,
+        )
+        .await?;
+    }
 
     let applied = client
         .query("SELECT name, any(checksum) FROM schema_migrations GROUP BY name")
@@ -240,24 +274,16 @@ pub async fn migrate_up_to(
                 tracing::info!(migration = migration.name, "statement skipped by its guard");
                 continue;
             }
-            // `execute` takes "already exists" as done: for a CREATE a concurrent migrator won
-            // the race, for a RENAME the rename happened before.
-            let result = execute(client.query_raw(statement), || {
-                format!("migration {} on database {}", migration.name, cfg.database)
-            })
-            .await;
-            match result {
-                Err(e)
-                    if e.server_code() == Some(UNKNOWN_TABLE)
-                        && guards.iter().any(|g| matches!(g, Guard::IfTableExists(_))) =>
-                {
-                    tracing::info!(
-                        migration = migration.name,
-                        "guarded table vanished; skipped"
-                    );
-                }
-                other => other?,
-            }
+            run_statement(
+                &client,
+                cfg,
+                cluster.as_deref(),
+                migration,
+                statement,
+                &guards,
+                Layout::Sharded,
+            )
+            .await?;
         }
         execute(
             client
@@ -271,6 +297,210 @@ pub async fn migrate_up_to(
         newly_applied.push(migration.name.to_string());
     }
     Ok(newly_applied)
+}
+
+/// Checks that the server knows `cluster` and that the names pasted into the cluster DDL are
+/// plain identifiers; returns the cluster's name.
+async fn check_cluster(cfg: &WarehouseConfig, cluster: &str) -> Result<String, WarehouseError> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    for (what, name) in [
+        ("clickhouse.cluster", cluster),
+        ("clickhouse.database", &cfg.database),
+    ] {
+        if !plain(name) {
+            return Err(crate::misconfigured(
+                format!("the cluster migrations of {}", cfg.database),
+                format!(
+                    "{what} must be a plain identifier (letters, digits, _) on a cluster: {name:?}"
+                ),
+            ));
+        }
+    }
+    let servers: u64 = server_client(cfg)
+        .query("SELECT count() FROM system.clusters WHERE cluster = ?")
+        .bind(cluster)
+        .fetch_one()
+        .await
+        .map_err(|e| WarehouseError::classify(format!("reading cluster {cluster}"), e))?;
+    if servers == 0 {
+        return Err(crate::misconfigured(
+            format!("the cluster migrations of {}", cfg.database),
+            format!(
+                "{} does not define cluster {cluster:?} (see its system.clusters / remote_servers)",
+                cfg.url
+            ),
+        ));
+    }
+    Ok(cluster.to_string())
+}
+
+/// Runs one statement of `migration`: as it is on a single server, in its cluster form on a
+/// cluster. "Already exists" is taken as done (a CREATE a concurrent migrator won, a RENAME
+/// that happened before), and so is a guarded table that vanished meanwhile.
+async fn run_statement(
+    client: &clickhouse::Client,
+    cfg: &WarehouseConfig,
+    cluster: Option<&str>,
+    migration: &Migration,
+    statement: &str,
+    guards: &[Guard],
+    layout: Layout,
+) -> Result<(), WarehouseError> {
+    let what = || format!("migration {} on database {}", migration.name, cfg.database);
+    let steps = match cluster {
+        None => vec![Step::AsIs(statement.to_string())],
+        Some(cluster) => cluster::steps(statement, &cfg.database, cluster, migration.name, layout)
+            .map_err(|reason| WarehouseError::BadMigration {
+                migration: migration.name.into(),
+                reason,
+            })?,
+    };
+    for step in steps {
+        let result = match &step {
+            Step::Ddl(sql) => execute(client.query_raw(sql), what).await,
+            Step::AsIs(sql) => {
+                // On a cluster: the INSERT returns once every shard has its rows, and a JOIN
+                // whose left side is a Distributed table reads its right side once, whole,
+                // on this server and sends it to the shards (GLOBAL JOIN).
+                let client = if cluster.is_some() {
+                    client
+                        .clone()
+                        .with_setting("insert_distributed_sync", "1")
+                        .with_setting("distributed_product_mode", "global")
+                } else {
+                    client.clone()
+                };
+                execute(client.query_raw(sql), what).await
+            }
+            Step::PointDistributed { table } => {
+                point_distributed(client, cfg, cluster.unwrap_or_default(), table).await
+            }
+        };
+        match result {
+            Err(e)
+                if vanished(&e) && guards.iter().any(|g| matches!(g, Guard::IfTableExists(_))) =>
+            {
+                tracing::info!(
+                    migration = migration.name,
+                    "guarded table vanished; skipped"
+                );
+            }
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// The CREATE of a Distributed table `table` over `table_local` with its columns, sharded by
+/// the device when `sharded`.
+fn distributed_over_local(db: &str, cluster: &str, table: &str, sharded: bool) -> String {
+    let key = if sharded {
+        format!(", {}", cluster::SHARDING_KEY)
+    } else {
+        String::new()
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{table}_local \
+         ENGINE = Distributed({cluster}, {db}, {table}_local{key})"
+    )
+}
+
+/// Every statement the cluster form of the migrations may run for `database` on `cluster`, in
+/// order, the runner's table first; where the runner points a Distributed table at a renamed
+/// local table, the DROP and CREATE it may run. For checking them on other ClickHouse versions
+/// (`tests/chdb/explain.py` parses them on current ClickHouse).
+pub fn cluster_statements(database: &str, cluster: &str) -> Result<Vec<String>, WarehouseError> {
+    let runner = Migration {
+        name: "schema_migrations",
+        sql: MIGRATIONS_TABLE,
+    };
+    let mut out = Vec::new();
+    for (migration, layout) in std::iter::once((&runner, Layout::EveryServer))
+        .chain(MIGRATIONS.iter().map(|m| (m, Layout::Sharded)))
+    {
+        for statement in sql::statements(migration.sql) {
+            let steps = cluster::steps(statement, database, cluster, migration.name, layout)
+                .map_err(|reason| WarehouseError::BadMigration {
+                    migration: migration.name.into(),
+                    reason,
+                })?;
+            for step in steps {
+                match step {
+                    Step::Ddl(sql) | Step::AsIs(sql) => out.push(sql),
+                    Step::PointDistributed { table } => {
+                        out.push(format!(
+                            "DROP TABLE IF EXISTS {database}.{table} ON CLUSTER {cluster}"
+                        ));
+                        out.push(distributed_over_local(database, cluster, &table, true));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the Distributed table `table` read `table_local` (see [`Step::PointDistributed`]).
+///
+/// Only a Distributed table that reads another table is dropped, so a correct one is never
+/// removed for good: two migrators that both find it wrong both drop it and both create it (IF NOT
+/// EXISTS). While they do, the table is briefly missing, which a guarded statement reading it
+/// takes as vanished; the migrator that recreates it runs that statement itself afterwards.
+async fn point_distributed(
+    client: &clickhouse::Client,
+    cfg: &WarehouseConfig,
+    cluster: &str,
+    table: &str,
+) -> Result<(), WarehouseError> {
+    let what = || format!("pointing {}.{table} at {table}_local", cfg.database);
+    let db = &cfg.database;
+    let local = format!("{table}_local");
+    let engines = client
+        .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = ?")
+        .bind(db)
+        .bind(table)
+        .fetch_all::<String>()
+        .await
+        .map_err(|e| WarehouseError::classify(what(), e))?;
+    match engines.first() {
+        Some(engine) if cluster::distributed_target(engine) == Some(local.as_str()) => {
+            return Ok(());
+        }
+        Some(_) => {
+            execute(
+                client.query_raw(&format!(
+                    "DROP TABLE IF EXISTS {db}.{table} ON CLUSTER {cluster}"
+                )),
+                what,
+            )
+            .await?;
+        }
+        None => {}
+    }
+    let device_columns: u64 = client
+        .query(
+            "SELECT count() FROM system.columns WHERE database = ? AND table = ? \
+             AND name IN ('site_id', 'anonymous_id')",
+        )
+        .bind(db)
+        .bind(&local)
+        .fetch_one()
+        .await
+        .map_err(|e| WarehouseError::classify(what(), e))?;
+    execute(
+        client.query_raw(&distributed_over_local(
+            db,
+            cluster,
+            table,
+            device_columns == 2,
+        )),
+        what,
+    )
+    .await
 }
 
 async fn execute(

@@ -83,6 +83,8 @@ pub async fn run(args: &ReportArgs, out: &mut impl Write) -> anyhow::Result<()> 
         database: args.database.clone(),
         user: args.user.clone(),
         password: args.password.clone(),
+        // Reports read the same table names on a cluster (the Distributed tables).
+        ..WarehouseConfig::default()
     };
     let table = reports::run(&touchstream_warehouse::client(&cfg), report, &params)
         .await
