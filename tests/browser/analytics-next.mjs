@@ -6,8 +6,12 @@
 // Segment's CDN are given inline, pointing its Segment.io destination at the collector), then
 // the visitor signs up, is identified and buys. Prints one JSON summary on stdout.
 //
-// Env: TOUCHSTREAM_COLLECTOR_URL, WRITE_KEY, ORDER_ID (required), CHROMIUM_PATH,
-// REVENUE (major units, default 24.5).
+// Then t.js on two more pages of shop-b.example, once with site B's write key in
+// data-write-key and once with another site's (OTHER_WRITE_KEY): the collector's answers say
+// whether each was taken.
+//
+// Env: TOUCHSTREAM_COLLECTOR_URL, WRITE_KEY, OTHER_WRITE_KEY, ORDER_ID (required),
+// CHROMIUM_PATH, REVENUE (major units, default 24.5).
 
 import http from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
@@ -23,6 +27,7 @@ const fail = (msg) => {
 const collector = process.env.TOUCHSTREAM_COLLECTOR_URL || fail('set TOUCHSTREAM_COLLECTOR_URL');
 const writeKey = process.env.WRITE_KEY || fail('set WRITE_KEY');
 const orderId = process.env.ORDER_ID || fail('set ORDER_ID');
+const otherKey = process.env.OTHER_WRITE_KEY || fail('set OTHER_WRITE_KEY');
 const revenue = Number(process.env.REVENUE || '24.5');
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 if (!existsSync(executablePath)) fail(`${executablePath} is missing: run deploy/services.sh install-test-tools`);
@@ -75,6 +80,14 @@ const server = http.createServer((req, res) => {
     return send(200, 'text/html', `<!doctype html><a id="out" href="${target}">Continue</a>`);
   }
   if (host === 'shop-b.example' && url.pathname === '/landing') return send(200, 'text/html', shopPage(port));
+  if (host === 'shop-b.example' && url.pathname === '/tjs') {
+    const key = url.searchParams.get('key');
+    return send(
+      200,
+      'text/html',
+      `<!doctype html><title>t.js</title><script async src="${collector}/t.js" data-write-key="${key}" data-site-hosts="shop-b.example"></script>`
+    );
+  }
   const file =
     url.pathname === '/ajs/index.js'
       ? 'index.js'
@@ -122,7 +135,23 @@ try {
   const referrer = await page.evaluate(() => document.referrer);
   const result = await page.evaluate(([o, r]) => window.journey(o, r), [orderId, revenue]);
   await context.close();
-  console.log(JSON.stringify({ port, landing, referrer, ...result, answers, errors }));
+
+  // t.js with a write key: its page view goes to /v1/events?write_key=…
+  const tjs = {};
+  for (const [name, key] of [['own', writeKey], ['other', otherKey]]) {
+    const c = await browser.newContext();
+    const p = await c.newPage();
+    p.on('pageerror', (e) => errors.push(String(e)));
+    const answered = p.waitForResponse((r) => r.url().startsWith(`${collector}/v1/events`) && r.request().method() === 'POST', {
+      timeout: 15_000,
+    });
+    await p.goto(`http://shop-b.example:${port}/tjs?key=${encodeURIComponent(key)}`);
+    const r = await answered;
+    const id = (await c.cookies(`http://shop-b.example:${port}/`)).find((k) => k.name === 'ts_aid');
+    tjs[name] = { url: r.url().slice(collector.length), status: r.status(), body: await r.json().catch(() => null), id: id && id.value };
+    await c.close();
+  }
+  console.log(JSON.stringify({ port, landing, referrer, ...result, answers, tjs, errors }));
 } finally {
   await browser.close();
   server.close();

@@ -353,6 +353,7 @@ async fn the_real_sdks_journeys_land_attributed_to_their_posts_on_their_own_site
         vec![
             ("TOUCHSTREAM_COLLECTOR_URL", collector.clone()),
             ("WRITE_KEY", B_BROWSER.into()),
+            ("OTHER_WRITE_KEY", A_BROWSER.into()),
             ("ORDER_ID", order_browser.clone()),
             ("REVENUE", "24.5".into()),
         ],
@@ -373,6 +374,31 @@ async fn the_real_sdks_journeys_land_attributed_to_their_posts_on_their_own_site
     for p in ["/v1/p", "/v1/t", "/v1/i"] {
         assert!(paths.contains(&p), "analytics.js posts to {p}: {paths:?}");
     }
+
+    // t.js with data-write-key: site B's key on site B's page is taken (and the page view lands
+    // on site B), site A's key on site B's page is refused.
+    let own = &browser["tjs"]["own"];
+    assert_eq!(own["status"], 200, "{browser}");
+    assert_eq!(
+        own["url"],
+        format!("/v1/events?write_key={B_BROWSER}"),
+        "{browser}"
+    );
+    let other = &browser["tjs"]["other"];
+    assert_eq!(other["status"], 403, "{browser}");
+    assert!(
+        other["body"]["error"].as_str().unwrap().contains("shop-a"),
+        "{browser}"
+    );
+    let tjs_events = events_of(&db, "shop-b", own["id"].as_str().unwrap(), 1).await;
+    assert_eq!(
+        (
+            tjs_events[0]["event_type"].as_str(),
+            tjs_events[0]["received_via"].as_str()
+        ),
+        ("click", "events"),
+        "{tjs_events:#?}"
+    );
 
     // Site A: the Segment journey, credited to the LinkedIn post, 19.99 EUR as 1999 cents.
     let a_events = events_of(&db, "shop-a", &anonymous_id, 3).await;
@@ -784,6 +810,21 @@ async fn the_collector_keeps_segments_contract() {
             .unwrap()
             .contains("not a JSON object"),
         "{body}"
+    );
+    // Kept in the DLQ as received (after the three bad messages and the bad single call).
+    let dlq = read_topic(
+        KAFKA_BROKERS,
+        &topics.topics.dlq,
+        Duration::from_secs(30),
+        |r| r.len() >= 5,
+    )
+    .await;
+    let unreadable = touchstream_avro::decode::<DlqRecord>(dlq[4].payload().unwrap()).unwrap();
+    assert_eq!(unreadable.payload, b"{\"batch\": [");
+    assert!(
+        unreadable.reason.contains("not a JSON object"),
+        "{}",
+        unreadable.reason
     );
     let over: Vec<Value> = (0..60)
         .map(|i| {

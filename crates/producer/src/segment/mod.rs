@@ -236,22 +236,18 @@ async fn handle_inner(
             )),
             other => Refusal::Unreadable(other.to_string()),
         })?;
-    let text = inflate(&raw, gzip, state.max_batch_bytes)?;
-    let text = std::str::from_utf8(&text).map_err(|e| {
-        Refusal::Unreadable(format!(
-            "body is not valid UTF-8 (first invalid byte at offset {})",
-            e.valid_up_to()
-        ))
-    })?;
-    if text.len() > state.max_batch_bytes {
-        return Err(Refusal::TooLarge(format!(
-            "request is {} bytes of JSON, the limit is {} (Segment's 500 KB per batch): send smaller batches",
-            text.len(),
-            state.max_batch_bytes
-        )));
-    }
-    let envelope: Envelope<'_> = serde_json::from_str(text)
-        .map_err(|e| Refusal::Unreadable(format!("body is not a JSON object: {e}")))?;
+    let inflated = match decode_text(&raw, gzip, state.max_batch_bytes) {
+        Ok(t) => t,
+        Err(refusal) => return Err(dead_letter_unreadable(state, headers, &raw, refusal).await),
+    };
+    let text = std::str::from_utf8(&inflated).unwrap_or_default();
+    let envelope: Envelope<'_> = match serde_json::from_str(text) {
+        Ok(e) => e,
+        Err(e) => {
+            let refusal = Refusal::Unreadable(format!("body is not a JSON object: {e}"));
+            return Err(dead_letter_unreadable(state, headers, &raw, refusal).await);
+        }
+    };
     let body_key = envelope.write_key.as_ref().and_then(Value::as_str);
     let resolved = state.sites.require_key(headers, body_key)?;
 
@@ -436,7 +432,7 @@ fn accept_one(
             }
         },
     };
-    let mut translated = translate(&msg, call, inputs)?;
+    let mut translated = translate(msg, call, inputs)?;
     let site_id = &resolved.site.id;
     let id = match &translated.message_id {
         Some(m) => event_id(site_id, m),
@@ -477,6 +473,42 @@ fn accept_one(
         };
     }
     Ok(raw)
+}
+
+/// The body inflated (if gzip), checked to be UTF-8 within `limit` bytes.
+fn decode_text(
+    raw: &Bytes,
+    gzip: bool,
+    limit: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>, Refusal> {
+    let text = inflate(raw, gzip, limit)?;
+    if let Err(e) = std::str::from_utf8(&text) {
+        return Err(Refusal::Unreadable(format!(
+            "body is not valid UTF-8 (first invalid byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
+    if text.len() > limit {
+        return Err(Refusal::TooLarge(format!(
+            "request is {} bytes of JSON, the limit is {limit} (Segment's 500 KB per batch): send smaller batches",
+            text.len()
+        )));
+    }
+    Ok(text)
+}
+
+/// An unreadable request of a known site (its key in the Authorization header: a body that
+/// cannot be read cannot name one) is kept in the DLQ, as received, with the reason.
+async fn dead_letter_unreadable(
+    state: &SegmentState,
+    headers: &HeaderMap,
+    raw: &Bytes,
+    refusal: Refusal,
+) -> Refusal {
+    if state.sites.require_key(headers, None).is_ok() {
+        state.delivery.dead_letter(raw, &refusal.to_string()).await;
+    }
+    refusal
 }
 
 /// The body as JSON text, inflated if gzip; at most `limit` bytes (+1 to tell it is over).

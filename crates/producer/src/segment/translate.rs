@@ -3,6 +3,8 @@
 //! here and by the validator are named in Segment's vocabulary (`properties.revenue`, not
 //! `revenue`).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 use touchstream_model::{EventType, FieldError, TrackRule};
 
@@ -52,6 +54,9 @@ pub struct Inputs<'a> {
     pub max_properties: usize,
 }
 
+/// Where a touchstream field came from in the message, to name validator errors.
+pub type Origins = Vec<(&'static str, Cow<'static, str>)>;
+
 /// A message translated into an incoming event.
 #[derive(Debug)]
 pub struct Translated {
@@ -62,8 +67,8 @@ pub struct Translated {
     pub sent_at_as_is: Option<Value>,
     /// `context.ip`, when believed.
     pub ip: Option<String>,
-    /// touchstream field → the Segment field it came from, to name validator errors.
-    pub origins: Vec<(&'static str, String)>,
+    /// touchstream field → the Segment field it came from.
+    pub origins: Origins,
     /// The Segment `messageId`, if given.
     pub message_id: Option<String>,
 }
@@ -71,9 +76,23 @@ pub struct Translated {
 impl Translated {
     /// A validator error named after the Segment field it came from.
     pub fn rename(&self, mut e: FieldError) -> FieldError {
-        if let Some((_, seg)) = self.origins.iter().find(|(ts, _)| *ts == e.field) {
-            e.field = seg.clone();
+        if let Some((_, seg)) = self.origins.iter().rev().find(|(ts, _)| *ts == e.field) {
+            e.field = seg.to_string();
+            return e;
         }
+        let segment_name = match e.field.as_str() {
+            "anonymous_id" => "anonymousId",
+            "user_id" => "userId",
+            "user_agent" => "context.userAgent",
+            "sent_at" => "sentAt",
+            "occurred_at" => "timestamp",
+            "event_name" => "event",
+            "event_id" => "messageId",
+            "page_url" => "context.page.url",
+            "referrer" => "context.page.referrer",
+            _ => return e,
+        };
+        e.field = segment_name.into();
         e
     }
 }
@@ -87,73 +106,70 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
 
 /// A string field, or a number given where Segment allows one (ids): `None` when absent,
 /// null or blank.
-fn id_string(v: Option<&Value>) -> Option<String> {
+fn id_string(v: Option<Value>) -> Option<String> {
     match v? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::String(s) if !s.trim().is_empty() => Some(s),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
-fn get_str<'a>(obj: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
-    obj?.get(key)?.as_str().filter(|s| !s.trim().is_empty())
+/// Takes a non-blank string out of an object.
+fn take_str(obj: &mut Map<String, Value>, key: &str) -> Option<String> {
+    match obj.remove(key)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s),
+        _ => None,
+    }
 }
 
-/// Translates one message of the kind `call`.
+/// Translates one message of the kind `call`, moving its values (it is not needed after).
 pub fn translate(
-    msg: &Map<String, Value>,
+    mut msg: Map<String, Value>,
     call: Call,
     inputs: &Inputs<'_>,
 ) -> Result<Translated, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut out = Map::new();
-    let mut origins: Vec<(&'static str, String)> = vec![
-        ("anonymous_id", "anonymousId".into()),
-        ("user_id", "userId".into()),
-        ("event_name", "event".into()),
-        ("user_agent", "context.userAgent".into()),
-        ("sent_at", "sentAt".into()),
-    ];
+    let mut origins: Origins = Vec::with_capacity(8);
 
     // The message's context over the batch's.
-    let merged_context;
-    let context: Option<&Map<String, Value>> = match (msg.get("context"), inputs.batch_context) {
+    let mut context: Map<String, Value> = match (msg.remove("context"), inputs.batch_context) {
         (Some(Value::Object(own)), Some(batch)) => {
             let mut m = batch.clone();
-            m.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-            merged_context = m;
-            Some(&merged_context)
+            m.extend(own);
+            m
         }
-        (Some(Value::Object(own)), None) => Some(own),
-        (None | Some(Value::Null), batch) => batch,
-        (Some(other), _) => {
+        (Some(Value::Object(own)), None) => own,
+        (None | Some(Value::Null), batch) => batch.cloned().unwrap_or_default(),
+        (Some(other), batch) => {
             errors.push(err(
                 "context",
-                format!("expected an object, got {}", kind(other)),
+                format!("expected an object, got {}", kind(&other)),
             ));
-            inputs.batch_context
+            batch.cloned().unwrap_or_default()
         }
     };
-    let page = context
-        .and_then(|c| c.get("page"))
-        .and_then(Value::as_object);
-    let properties = match msg.get("properties") {
-        Some(Value::Object(p)) => Some(p),
-        None | Some(Value::Null) => None,
+    let mut page = match context.remove("page") {
+        Some(Value::Object(p)) => p,
+        _ => Map::new(),
+    };
+    let mut properties = match msg.remove("properties") {
+        Some(Value::Object(p)) => p,
+        None | Some(Value::Null) => Map::new(),
         Some(other) => {
             errors.push(err(
                 "properties",
-                format!("expected an object, got {}", kind(other)),
+                format!("expected an object, got {}", kind(&other)),
             ));
-            None
+            Map::new()
         }
     };
 
     // Who.
-    let user_id = id_string(msg.get("userId"));
+    let user_id = id_string(msg.remove("userId"));
     let anonymous_id = if call == Call::Alias {
-        origins[0].1 = "previousId".into();
-        let previous = id_string(msg.get("previousId"));
+        origins.push(("anonymous_id", Cow::Borrowed("previousId")));
+        let previous = id_string(msg.remove("previousId"));
         if previous.is_none() {
             errors.push(err("previousId", "missing: the id to link to userId"));
         }
@@ -162,11 +178,11 @@ pub fn translate(
         }
         previous
     } else {
-        match id_string(msg.get("anonymousId")) {
+        match id_string(msg.remove("anonymousId")) {
             Some(a) => Some(a),
             // A backend call about a known user: the user's own device, named by the user id.
             None => {
-                origins[0].1 = "userId".into();
+                origins.push(("anonymous_id", Cow::Borrowed("userId")));
                 if user_id.is_none() {
                     errors.push(err(
                         "anonymousId",
@@ -188,74 +204,76 @@ pub fn translate(
     // a `timestamp` from a server-side key is the event time as sent; a browser's or app's
     // `timestamp` is its device clock, corrected like originalTimestamp.
     let sent_at = msg
-        .get("sentAt")
+        .remove("sentAt")
         .filter(|v| !v.is_null())
-        .or(inputs.batch_sent_at.filter(|v| !v.is_null()));
-    let original = msg.get("originalTimestamp").filter(|v| !v.is_null());
-    let timestamp = msg.get("timestamp").filter(|v| !v.is_null());
+        .or_else(|| inputs.batch_sent_at.filter(|v| !v.is_null()).cloned());
+    let original = msg.remove("originalTimestamp").filter(|v| !v.is_null());
+    let timestamp = msg.remove("timestamp").filter(|v| !v.is_null());
     let mut sent_at_as_is = None;
     match (original, timestamp) {
         (Some(o), _) => {
-            out.insert("occurred_at".into(), o.clone());
-            origins.push(("occurred_at", "originalTimestamp".into()));
+            out.insert("occurred_at".into(), o);
+            origins.push(("occurred_at", Cow::Borrowed("originalTimestamp")));
             if let Some(s) = sent_at {
-                out.insert("sent_at".into(), s.clone());
+                out.insert("sent_at".into(), s);
             }
         }
         (None, Some(t)) => {
-            out.insert("occurred_at".into(), t.clone());
-            origins.push(("occurred_at", "timestamp".into()));
+            out.insert("occurred_at".into(), t);
+            origins.push(("occurred_at", Cow::Borrowed("timestamp")));
             if inputs.server_side {
-                sent_at_as_is = sent_at.cloned();
+                sent_at_as_is = sent_at;
             } else if let Some(s) = sent_at {
-                out.insert("sent_at".into(), s.clone());
+                out.insert("sent_at".into(), s);
             }
         }
         (None, None) => {
             if let Some(s) = sent_at {
-                out.insert("sent_at".into(), s.clone());
+                out.insert("sent_at".into(), s);
             }
         }
     }
 
     // Where: the page, from the context or (analytics.js page calls) the properties.
-    let prop_str = |k: &str| get_str(properties, k);
-    let mut page_url = get_str(page, "url").map(|u| (u.to_owned(), "context.page.url"));
-    if page_url.is_none() && matches!(call, Call::Page | Call::Screen) {
-        page_url = prop_str("url").map(|u| (u.to_owned(), "properties.url"));
+    let is_view = matches!(call, Call::Page | Call::Screen);
+    let mut page_url = take_str(&mut page, "url").map(|u| (u, "context.page.url"));
+    if is_view {
+        let from_properties = take_str(&mut properties, "url");
+        if page_url.is_none() {
+            page_url = from_properties.map(|u| (u, "properties.url"));
+        }
     }
-    let referrer = get_str(page, "referrer")
-        .map(|r| (r, "context.page.referrer"))
-        .or_else(|| {
-            matches!(call, Call::Page)
-                .then(|| prop_str("referrer").map(|r| (r, "properties.referrer")))
-                .flatten()
-        });
+    let mut referrer = take_str(&mut page, "referrer").map(|r| (r, "context.page.referrer"));
+    if call == Call::Page {
+        let from_properties = take_str(&mut properties, "referrer");
+        if referrer.is_none() {
+            referrer = from_properties.map(|r| (r, "properties.referrer"));
+        }
+    }
     if let Some((r, from)) = referrer {
-        out.insert("referrer".into(), Value::String(r.to_owned()));
-        origins.push(("referrer", from.into()));
+        out.insert("referrer".into(), Value::String(r));
+        origins.push(("referrer", Cow::Borrowed(from)));
     }
-    if let Some(ua) = get_str(context, "userAgent") {
-        out.insert("user_agent".into(), Value::String(ua.to_owned()));
+    if let Some(ua) = take_str(&mut context, "userAgent") {
+        out.insert("user_agent".into(), Value::String(ua));
     }
     let ip = if inputs.server_side {
-        get_str(context, "ip").map(str::to_owned)
+        take_str(&mut context, "ip")
     } else {
         None
     };
 
     // What.
-    let name = id_string(msg.get("name")).or_else(|| prop_str("name").map(str::to_owned));
-    let mut consumed: Vec<&str> = Vec::new();
     let event_type = match call {
         Call::Page | Call::Screen => {
-            consumed.extend(["url", "referrer", "path", "search", "name"]);
-            if let Some(n) = name {
-                out.insert("event_name".into(), Value::String(n));
-                origins[2].1 = "name".into();
+            let name = id_string(msg.remove("name"));
+            let prop_name = take_str(&mut properties, "name");
+            for k in ["path", "search"] {
+                properties.remove(k);
             }
+            let name = name.or(prop_name);
             if page_url.is_none() && call == Call::Screen {
-                let screen = id_string(msg.get("name")).unwrap_or_else(|| "screen".into());
+                let screen = name.as_deref().unwrap_or("screen");
                 page_url = Some((
                     format!(
                         "https://{}/screen/{}",
@@ -265,6 +283,10 @@ pub fn translate(
                     "name",
                 ));
             }
+            if let Some(n) = name {
+                out.insert("event_name".into(), Value::String(n));
+                origins.push(("event_name", Cow::Borrowed("name")));
+            }
             if page_url.is_none() {
                 errors.push(err(
                     "context.page.url",
@@ -273,20 +295,22 @@ pub fn translate(
             }
             EventType::Click
         }
-        Call::Identify | Call::Alias => EventType::Identify,
+        Call::Identify | Call::Alias => {
+            properties.clear();
+            EventType::Identify
+        }
         Call::Group => {
+            properties.clear();
             out.insert("event_name".into(), Value::String("group".into()));
-            match id_string(msg.get("groupId")) {
+            match id_string(msg.remove("groupId")) {
                 Some(g) => {
-                    let mut p = Map::new();
-                    p.insert("group_id".into(), Value::String(g));
-                    out.insert("properties".into(), Value::Object(p));
+                    properties.insert("group_id".into(), Value::String(g));
                 }
                 None => errors.push(err("groupId", "missing")),
             }
             EventType::Custom
         }
-        Call::Track => match id_string(msg.get("event")) {
+        Call::Track => match id_string(msg.remove("event")) {
             None => {
                 errors.push(err("event", "missing: a track call needs the event's name"));
                 EventType::Custom
@@ -296,11 +320,10 @@ pub fn translate(
                     Some(rule) => {
                         track_fields(
                             rule,
-                            properties,
+                            &mut properties,
                             inputs.mapping,
                             &mut out,
                             &mut origins,
-                            &mut consumed,
                             &mut errors,
                         );
                         rule.event_type
@@ -308,6 +331,7 @@ pub fn translate(
                     None => EventType::Custom,
                 };
                 out.insert("event_name".into(), Value::String(event));
+                origins.push(("event_name", Cow::Borrowed("event")));
                 t
             }
         },
@@ -318,23 +342,16 @@ pub fn translate(
     );
 
     if let Some((mut url, from)) = page_url {
-        if let Some(campaign) = context
-            .and_then(|c| c.get("campaign"))
-            .and_then(Value::as_object)
-        {
-            url = with_campaign(&url, campaign);
+        if let Some(Value::Object(campaign)) = context.get("campaign") {
+            url = with_campaign(url, campaign);
         }
         out.insert("page_url".into(), Value::String(url));
-        origins.push(("page_url", from.into()));
+        origins.push(("page_url", Cow::Borrowed(from)));
     }
 
-    if !matches!(call, Call::Group | Call::Identify | Call::Alias)
-        && let Some(p) = properties
-    {
-        let kept = keep_properties(p, &consumed, inputs);
-        if !kept.is_empty() {
-            out.insert("properties".into(), Value::Object(kept));
-        }
+    let kept = keep_properties(properties, inputs);
+    if !kept.is_empty() {
+        out.insert("properties".into(), Value::Object(kept));
     }
 
     if !errors.is_empty() {
@@ -345,43 +362,38 @@ pub fn translate(
         sent_at_as_is,
         ip,
         origins,
-        message_id: id_string(msg.get("messageId")),
+        message_id: id_string(msg.remove("messageId")),
     })
 }
 
-/// The first of `keys` present in the properties, with its name.
-fn first<'a>(
-    properties: Option<&'a Map<String, Value>>,
-    keys: &'a [String],
-) -> Option<(&'a str, &'a Value)> {
-    let p = properties?;
-    keys.iter()
-        .find_map(|k| p.get(k).filter(|v| !v.is_null()).map(|v| (k.as_str(), v)))
+/// Takes the first of `keys` present (not null) out of the properties, with its name.
+fn take_first(properties: &mut Map<String, Value>, keys: &[String]) -> Option<(String, Value)> {
+    let key = keys
+        .iter()
+        .find(|k| properties.get(k.as_str()).is_some_and(|v| !v.is_null()))?;
+    properties.remove(key.as_str()).map(|v| (key.clone(), v))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn track_fields<'a>(
+fn track_fields(
     rule: &TrackRule,
-    properties: Option<&'a Map<String, Value>>,
-    mapping: &'a Mapping,
+    properties: &mut Map<String, Value>,
+    mapping: &Mapping,
     out: &mut Map<String, Value>,
-    origins: &mut Vec<(&'static str, String)>,
-    consumed: &mut Vec<&'a str>,
+    origins: &mut Origins,
     errors: &mut Vec<FieldError>,
 ) {
     let f = &mapping.fields;
     let mut text = |field: &'static str,
-                    keys: &'a [String],
+                    keys: &[String],
                     default: Option<&String>,
-                    out: &mut Map<String, Value>,
-                    consumed: &mut Vec<&'a str>| {
-        match first(properties, keys) {
+                    properties: &mut Map<String, Value>,
+                    out: &mut Map<String, Value>| {
+        match take_first(properties, keys) {
             Some((k, v)) => {
-                consumed.push(k);
-                origins.push((field, format!("properties.{k}")));
+                origins.push((field, Cow::Owned(format!("properties.{k}"))));
                 let s = match v {
                     Value::Number(n) => Value::String(n.to_string()),
-                    other => other.clone(),
+                    other => other,
                 };
                 out.insert(field.into(), s);
             }
@@ -391,7 +403,10 @@ fn track_fields<'a>(
                 }
                 origins.push((
                     field,
-                    format!("properties.{}", keys.first().map_or(field, String::as_str)),
+                    Cow::Owned(format!(
+                        "properties.{}",
+                        keys.first().map_or(field, String::as_str)
+                    )),
                 ));
             }
         }
@@ -402,44 +417,41 @@ fn track_fields<'a>(
                 "signup_kind",
                 &f.signup_kind,
                 rule.signup_kind.as_ref(),
+                properties,
                 out,
-                consumed,
             );
-            text("method", &f.method, rule.method.as_ref(), out, consumed);
+            text("method", &f.method, rule.method.as_ref(), properties, out);
         }
         EventType::Download => {
-            text("asset_id", &f.asset_id, None, out, consumed);
+            text("asset_id", &f.asset_id, None, properties, out);
             text(
                 "asset_kind",
                 &f.asset_kind,
                 rule.asset_kind.as_ref(),
+                properties,
                 out,
-                consumed,
             );
         }
         EventType::Purchase => {
-            text("order_id", &f.order_id, None, out, consumed);
-            let currency = match first(properties, &f.currency) {
+            text("order_id", &f.order_id, None, properties, out);
+            let currency = match take_first(properties, &f.currency) {
                 Some((k, Value::String(c))) => {
-                    consumed.push(k);
-                    origins.push(("currency", format!("properties.{k}")));
+                    origins.push(("currency", Cow::Owned(format!("properties.{k}"))));
                     c.trim().to_ascii_uppercase()
                 }
                 Some((k, other)) => {
                     errors.push(err(
                         format!("properties.{k}"),
-                        format!("expected an ISO 4217 code like EUR, got {}", kind(other)),
+                        format!("expected an ISO 4217 code like EUR, got {}", kind(&other)),
                     ));
                     String::new()
                 }
                 None => mapping.default_currency.clone(),
             };
-            out.insert("currency".into(), Value::String(currency.clone()));
-            match first(properties, &f.revenue) {
+            match take_first(properties, &f.revenue) {
                 Some((k, v)) => {
-                    consumed.push(k);
-                    origins.push(("revenue", format!("properties.{k}")));
-                    match to_minor_units(v, currency_exponent(&currency)) {
+                    origins.push(("revenue", Cow::Owned(format!("properties.{k}"))));
+                    match to_minor_units(&v, currency_exponent(&currency)) {
                         Ok(minor) => {
                             out.insert("revenue".into(), Value::from(minor));
                         }
@@ -451,6 +463,7 @@ fn track_fields<'a>(
                     "missing: the order's amount in major units (like 19.99)",
                 )),
             }
+            out.insert("currency".into(), Value::String(currency));
         }
         EventType::Click | EventType::Identify | EventType::Custom => {}
     }
@@ -458,23 +471,19 @@ fn track_fields<'a>(
 
 /// The call's properties touchstream can store: scalars as they are, nested values (like
 /// `products`) as compact JSON; those too long, and any past the limit, are left out.
-fn keep_properties(
-    p: &Map<String, Value>,
-    consumed: &[&str],
-    inputs: &Inputs<'_>,
-) -> Map<String, Value> {
+fn keep_properties(p: Map<String, Value>, inputs: &Inputs<'_>) -> Map<String, Value> {
     let mut kept = Map::new();
     for (k, v) in p {
         if kept.len() >= inputs.max_properties {
             break;
         }
-        if consumed.contains(&k.as_str()) || k.len() > 128 || k.trim().is_empty() {
+        if k.len() > 128 || k.trim().is_empty() {
             continue;
         }
         let value = match v {
             Value::Null => continue,
             Value::String(s) if s.len() > inputs.max_property_len => continue,
-            Value::String(_) | Value::Number(_) | Value::Bool(_) => v.clone(),
+            v @ (Value::String(_) | Value::Number(_) | Value::Bool(_)) => v,
             nested => {
                 let json = nested.to_string();
                 if json.len() > inputs.max_property_len {
@@ -483,19 +492,19 @@ fn keep_properties(
                 Value::String(json)
             }
         };
-        kept.insert(k.clone(), value);
+        kept.insert(k, value);
     }
     kept
 }
 
 /// Adds the campaign the SDK parsed (`context.campaign`) to a page URL that carries none, so
 /// that the classifier sees it as it would on the landing URL.
-fn with_campaign(url: &str, campaign: &Map<String, Value>) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return url.to_owned();
+fn with_campaign(url: String, campaign: &Map<String, Value>) -> String {
+    let Ok(mut parsed) = url::Url::parse(&url) else {
+        return url;
     };
     if parsed.query_pairs().any(|(k, _)| k.starts_with("utm_")) {
-        return url.to_owned();
+        return url;
     }
     let pairs: Vec<(&str, &str)> = [
         ("source", "utm_source"),
@@ -515,7 +524,7 @@ fn with_campaign(url: &str, campaign: &Map<String, Value>) -> String {
     })
     .collect();
     if pairs.is_empty() {
-        return url.to_owned();
+        return url;
     }
     parsed.query_pairs_mut().extend_pairs(pairs);
     parsed.to_string()
@@ -552,7 +561,7 @@ mod tests {
     }
 
     fn run(call: Call, msg: Value, server_side: bool) -> Result<Translated, Vec<FieldError>> {
-        translate(msg.as_object().unwrap(), call, &inputs(server_side))
+        translate(msg.as_object().unwrap().clone(), call, &inputs(server_side))
     }
 
     fn fields(r: Result<Translated, Vec<FieldError>>) -> Vec<String> {
@@ -777,7 +786,7 @@ mod tests {
             ..inputs(false)
         };
         let msg = json!({"anonymousId": "a", "event": "Signed Up", "timestamp": "2026-11-25T10:00:00Z", "context": {"userAgent": "own-UA"}});
-        let t = translate(msg.as_object().unwrap(), Call::Track, &i).unwrap();
+        let t = translate(msg.as_object().unwrap().clone(), Call::Track, &i).unwrap();
         assert_eq!(t.event["user_agent"], "own-UA");
         assert_eq!(t.event["page_url"], "https://shop.example/p");
         // A client's timestamp is its device clock: corrected with the batch's sentAt.
