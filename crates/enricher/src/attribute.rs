@@ -184,9 +184,11 @@ impl Attributor {
             is_late: out.late,
             raw,
         };
-        // The device keeps every touch of its own (for its own conversions, and for its first
-        // user should it sign in later); a touch later than the lateness re-credits nothing.
-        if let Some(r) = &record {
+        // The device keeps its touches from before its first sign-in (for its own conversions,
+        // all from before too, and for its first user); later ones belong to its users only.
+        // A touch later than the lateness re-credits nothing.
+        let before_first_link = d.links.first().is_none_or(|l| t < l.from);
+        if let (Some(r), true) = (&record, before_first_link) {
             let recredit = !out.late;
             out.emitted.extend(d.own.add_touch(
                 &self.device_rules,
@@ -226,6 +228,15 @@ impl Attributor {
             }
         }
         out.emitted.extend(d.own.flush(&self.device_rules, &device));
+        // Once the first link is further back than the lateness, no conversion of the device as
+        // its own person can arrive on time any more: its touches have been handed over.
+        if let Some(first) = d.links.first()
+            && d.max_event_time.saturating_sub(self.lateness_ms) > first.from
+            && d.own.conversions.is_empty()
+            && !d.own.touches.is_empty()
+        {
+            d.own.touches.clear();
+        }
         for (user, updates) in user_updates {
             out.to_persons
                 .push((user, PersonRecord::Sessions { updates }));

@@ -343,23 +343,21 @@ impl<'a> Session<'a> {
         }
         // One changelog record per state touched, on the partition of its input.
         for (partition, key) in &out.dirty_devices {
-            let bytes = self.devices.encode(*partition, key)?;
-            send(
+            let records = self.devices.changelog(*partition, key)?;
+            write_changelog(
                 &self.producer,
-                BaseRecord::to(&self.cfg.topics.changelog)
-                    .key(key.as_bytes())
-                    .payload(&bytes[..])
-                    .partition(*partition),
+                &self.cfg.topics.changelog,
+                *partition,
+                &records,
             )?;
         }
         for (partition, key) in &out.dirty_persons {
-            let bytes = self.persons.encode(*partition, key)?;
-            send(
+            let records = self.persons.changelog(*partition, key)?;
+            write_changelog(
                 &self.producer,
-                BaseRecord::to(&self.cfg.topics.person_changelog)
-                    .key(key.as_bytes())
-                    .payload(&bytes[..])
-                    .partition(*partition),
+                &self.cfg.topics.person_changelog,
+                *partition,
+                &records,
             )?;
         }
         let mut offsets = TopicPartitionList::new();
@@ -538,6 +536,26 @@ fn record_kind(record: &PersonRecord) -> &'static str {
     }
 }
 
+/// A state's changelog records, on the partition of its input (`None`: a tombstone).
+fn write_changelog(
+    producer: &BaseProducer,
+    topic: &str,
+    partition: i32,
+    records: &[(String, Option<Vec<u8>>)],
+) -> anyhow::Result<()> {
+    for (key, payload) in records {
+        let record = BaseRecord::<[u8], [u8]>::to(topic)
+            .key(key.as_bytes())
+            .partition(partition);
+        let record = match payload {
+            Some(bytes) => record.payload(&bytes[..]),
+            None => record,
+        };
+        send(producer, record)?;
+    }
+    Ok(())
+}
+
 /// Sends, waiting for queue space instead of failing when the local queue is full.
 fn send<K, P>(producer: &BaseProducer, record: BaseRecord<'_, K, P>) -> anyhow::Result<()>
 where
@@ -581,7 +599,8 @@ fn restore_partition<S: Stored>(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
-    let mut states: std::collections::HashMap<String, (S, usize)> = Default::default();
+    // The latest record per key; a tombstone deletes it.
+    let mut records: std::collections::HashMap<String, Vec<u8>> = Default::default();
     loop {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -595,25 +614,16 @@ fn restore_partition<S: Stored>(
                 let key = restored_key(key);
                 match m.payload() {
                     None => {
-                        states.remove(&key);
+                        records.remove(&key);
                     }
-                    Some(bytes) => match S::decode(bytes) {
-                        Ok(state) => {
-                            states.insert(key, (state, bytes.len()));
-                        }
-                        // A state this build cannot read: start that key afresh rather than stop.
-                        Err(e) => {
-                            tracing::error!(error = %e, %key, topic, partition, "unreadable state skipped")
-                        }
-                    },
+                    Some(bytes) => {
+                        records.insert(key, bytes.to_vec());
+                    }
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                return Ok(states
-                    .into_iter()
-                    .map(|(k, (s, len))| (k, s, len))
-                    .collect());
-            }
+            // A state this build cannot read is skipped (that key starts afresh) rather than
+            // stopping the partition.
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(S::restore(records)),
             Some(Err(e)) if is_transient(&e) => {
                 tracing::warn!(error = %e, "restore consumer error")
             }
