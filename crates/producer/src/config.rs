@@ -116,10 +116,6 @@ impl ProducerConfig {
             self.segment.max_message_bytes <= self.segment.max_batch_bytes,
             "segment.max_message_bytes must be at most segment.max_batch_bytes"
         );
-        anyhow::ensure!(
-            self.segment.max_batch_bytes <= self.max_decompressed_bytes,
-            "segment.max_batch_bytes must be at most max_decompressed_bytes"
-        );
         Ok(())
     }
 }
