@@ -10,7 +10,7 @@
 #   deploy/services.sh cluster-env           the cluster's addresses as KEY=VALUE lines
 #   deploy/services.sh cluster-check         smoke check: kill a broker, stop a replica (under a minute)
 #   deploy/services.sh cluster-reset         stop the cluster and remove its data
-#   deploy/services.sh install-test-tools    Kafka jars, promtool, chdb (current ClickHouse, embedded), Chromium + playwright-core,
+#   deploy/services.sh install-test-tools    Kafka jars, promtool, chdb (current ClickHouse, embedded), schemathesis, Chromium + playwright-core,
 #                                            the Segment and RudderStack SDKs from npm
 #   deploy/services.sh logs                  where each service writes its log
 #
@@ -635,8 +635,8 @@ install_test_tools() {
   command -v npm >/dev/null || apt_install npm
   # chdb: current ClickHouse embedded in Python, to check migrations and report SQL against it.
   local venv="$STATE/python"
-  if ! "$venv/bin/python" -c 'import chdb' 2>/dev/null; then
-    log "installing chdb into $venv"
+  if ! "$venv/bin/python" -c 'import chdb, schemathesis' 2>/dev/null; then
+    log "installing chdb and schemathesis into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$REPO/tests/python-requirements.txt" \
       >"$STATE/pip.log" 2>&1 || die "pip install failed, see $STATE/pip.log"

@@ -816,6 +816,12 @@ async fn rebalance_hands_visitor_state_over_through_the_changelog() {
         "B should have restored non-empty state for every partition; log:\n{}",
         b.log_text()
     );
+    // Reaching the end of a changelog partition is how a restore ends, not an error.
+    assert!(
+        !b.log_text().contains("PartitionEOF"),
+        "a restore logged the end of a partition as an error; log:\n{}",
+        b.log_text()
+    );
     // Phase 4's purchases (only B was running) are credited to the touches of phase 1 (A's).
     for e in phase4.iter().filter(|e| e.event_type == Purchase) {
         let p = only(&by_id, &e.event_id);

@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use touchstream_avro::DlqRecord;
+use touchstream_avro::{DlqRecord, SourcePosition, Stage};
 use touchstream_model::RawEvent;
 use touchstream_model::time::now_ms;
 use touchstream_runtime::{Health, Shutdown};
@@ -431,15 +431,18 @@ impl Out<'_> {
 
     fn dead_letter(&mut self, msg: &OwnedMessage, stage_reason: String) -> anyhow::Result<()> {
         metrics::poison();
-        let record = DlqRecord {
-            stage: "enricher".into(),
-            reason: stage_reason,
-            payload: msg.payload().unwrap_or_default().to_vec(),
-            source_topic: Some(msg.topic().to_owned()),
-            source_partition: Some(msg.partition()),
-            source_offset: Some(msg.offset()),
-            failed_at: now_ms(),
-        };
+        let record = DlqRecord::from_source(
+            Stage::Enricher,
+            msg.payload().unwrap_or_default(),
+            &stage_reason,
+            SourcePosition {
+                topic: msg.topic(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+                key: msg.key(),
+            },
+            now_ms(),
+        );
         self.buf.clear();
         touchstream_avro::encode_into(&record, &mut self.buf)?;
         send(
@@ -593,7 +596,7 @@ fn restore_partition<S: Stored>(
         &format!("{}-restore", cfg.group_id),
     );
     ccfg.set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = ccfg.create()?;
+    let consumer: BaseConsumer<RestoreContext> = ccfg.create_with_context(RestoreContext)?;
     let deadline = Instant::now() + RESTORE_TIMEOUT;
     wait_for_open_transactions(cfg, &consumer, topic, partition, deadline)?;
     let mut tpl = TopicPartitionList::new();
@@ -633,6 +636,28 @@ fn restore_partition<S: Stored>(
     }
 }
 
+/// The restore consumer's context. A restore reads each changelog partition to its end and
+/// knows it is done by the end-of-partition event; librdkafka also reports that event as a
+/// client error, which the default context logs at ERROR on every restore. Here it is what it
+/// is, the expected end, and only other errors are logged.
+struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_)
+        );
+        if end_of_partition {
+            tracing::debug!(reason, "changelog partition read to its end");
+        } else {
+            tracing::error!(error = %error, reason, "kafka restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 /// Waits until the changelog partition has no open transaction (its last stable offset has
 /// reached its high watermark).
 ///
@@ -642,9 +667,9 @@ fn restore_partition<S: Stored>(
 /// pending transactional commits) while our state lacks its changelog records: every later
 /// event of those visitors would be attributed from stale state. Waiting here for the
 /// transaction to end (commit, or abort by its timeout) keeps state and offsets in step.
-fn wait_for_open_transactions(
+fn wait_for_open_transactions<C: ConsumerContext>(
     cfg: &EnricherConfig,
-    committed: &BaseConsumer,
+    committed: &BaseConsumer<C>,
     topic: &str,
     partition: i32,
     deadline: Instant,

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use axum::http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use touchstream_avro::DlqRecord;
 use touchstream_model::incoming::{ServerContext, ValidationLimits, anonymize_ip, validate};
 use touchstream_model::received_via;
 use touchstream_model::time::now_ms;
@@ -21,10 +22,15 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::body::{self, BodyError, Limits};
 use crate::delivery::{Delivery, DeliveryError};
+use crate::limits::{self, HeaderLimits};
 use crate::proxy::TrustedProxies;
 use crate::segment::{self, SegmentState, mapping::Mapping};
 use crate::sites::{Site, SiteError, Sites};
 use crate::{ProducerConfig, metrics};
+
+/// Most event errors one answer lists; the rest are counted in `errors_omitted` (a batch of
+/// 500 events with 16 problems each would otherwise be a megabyte of errors).
+pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// The browser tracker, served at `/t.js`.
 pub const TRACKER_JS: &str = include_str!("../assets/t.js");
@@ -41,6 +47,7 @@ struct AppState {
     limits: Limits,
     validation: ValidationLimits,
     retry_after_secs: u32,
+    body_read_timeout: Duration,
     sites: Arc<Sites>,
     proxies: TrustedProxies,
 }
@@ -56,6 +63,7 @@ pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>, mapping: Arc<Mappin
         proxies: proxies.clone(),
         validation: ValidationLimits::default(),
         max_body_bytes: cfg.max_body_bytes,
+        body_read_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
         max_message_bytes: cfg.segment.max_message_bytes,
         max_batch_bytes: cfg.segment.max_batch_bytes,
         retry_after_secs: cfg.retry_after_secs,
@@ -69,26 +77,45 @@ pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>, mapping: Arc<Mappin
         },
         validation: ValidationLimits::default(),
         retry_after_secs: cfg.retry_after_secs,
+        body_read_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
         sites: sites.clone(),
         proxies,
+    });
+    let header_limits = Arc::new(HeaderLimits {
+        max_user_agent_bytes: cfg.max_user_agent_bytes,
+        max_body_bytes: cfg.max_body_bytes,
     });
     Router::new()
         .route("/v1/events", post(collect))
         .route("/v1/import", post(import))
         .route("/v1/p.gif", get(pixel))
         .route("/t.js", get(tracker))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .merge(segment::router(segment_state))
         .fallback(unknown_route)
+        .layer(axum::middleware::from_fn_with_state(
+            header_limits,
+            limits::guard,
+        ))
         .layer(cors(sites))
 }
 
-/// Misdirected traffic (an SDK pointed at the wrong path) is counted, not just refused.
+/// Every answer of the collector names its problem in JSON, unknown paths too; misdirected
+/// traffic (an SDK pointed at the wrong path) is counted, not just refused.
 async fn unknown_route() -> Response {
     metrics::request("(unknown)", 404);
     (
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "error": "no such path: see the collector's openapi.yaml" })),
+        Json(serde_json::json!({ "error": "no such path: the API is POST /v1/events, GET /v1/p.gif and GET /t.js, and Segment's tracking API (POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/alias, /v1/group)" })),
+    )
+        .into_response()
+}
+
+pub(crate) async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({ "error": "method not allowed on this path: POST /v1/events, GET /v1/p.gif, GET /t.js, POST for the Segment routes" })),
     )
         .into_response()
 }
@@ -132,6 +159,9 @@ pub struct CollectResponse {
     pub ignored: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<EventError>,
+    /// Errors not listed, past [`MAX_LISTED_ERRORS`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub errors_omitted: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -153,12 +183,25 @@ impl IntoResponse for ApiError {
                     BodyError::TooLarge { .. }
                     | BodyError::DecompressedTooLarge { .. }
                     | BodyError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                    BodyError::UnsupportedMediaType(_) | BodyError::UnsupportedEncoding(_) => {
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE
-                    }
+                    BodyError::UnsupportedMediaType(_)
+                    | BodyError::UnsupportedEncoding(_)
+                    | BodyError::RepeatedHeader { .. }
+                    | BodyError::NonAsciiHeader { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    BodyError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
                     _ => StatusCode::BAD_REQUEST,
                 };
-                (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+                // Refused before the body was read whole: the connection cannot carry more.
+                let unread = matches!(
+                    e,
+                    BodyError::TooLarge { .. } | BodyError::ReadTimeout { .. } | BodyError::Read(_)
+                );
+                let mut r =
+                    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response();
+                if unread {
+                    r.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                r
             }
             ApiError::Delivery(e, retry_after) => {
                 let status = match e {
@@ -265,14 +308,16 @@ async fn collect_inner(
         ApiError::Body(e)
     };
     let gzip = body::check_headers(headers).map_err(reject_body)?;
-    let raw = body::read(body, state.limits.max_body_bytes)
+    let raw = body::read(body, state.limits.max_body_bytes, state.body_read_timeout)
         .await
         .map_err(reject_body)?;
     let events = match body::parse(&raw, gzip, &state.limits) {
         Ok(events) => events,
         Err(e) => {
-            // The client is told, and the payload is kept with the reason.
-            state.delivery.dead_letter(&raw, &e.to_string()).await;
+            // The client is told, and the payload is kept as received with the reason.
+            let record = DlqRecord::producer(&raw, &e.to_string(), now_ms())
+                .with_content_encoding(gzip.then_some("gzip"));
+            state.delivery.dead_letter_all(vec![record]).await;
             return Err(reject_body(e));
         }
     };
@@ -285,6 +330,7 @@ async fn collect_inner(
                 rejected: 0,
                 ignored: events.len(),
                 errors: vec![],
+                errors_omitted: 0,
             },
         ));
     }
@@ -292,7 +338,7 @@ async fn collect_inner(
     accept(state, &ctx, events).await
 }
 
-/// Validates each event, sends the valid ones, dead-letters the others.
+/// Validates each event, sends the valid ones and dead-letters the others, both at once.
 async fn accept(
     state: &AppState,
     ctx: &ServerContext,
@@ -300,7 +346,9 @@ async fn accept(
 ) -> Result<(StatusCode, CollectResponse), ApiError> {
     let mut valid = Vec::with_capacity(events.len());
     let mut errors = Vec::new();
+    let mut errors_omitted = 0;
     let mut rejected = 0;
+    let mut dead = Vec::new();
     for (index, value) in events.iter().enumerate() {
         match validate(value, ctx, &state.validation, || {
             uuid::Uuid::now_v7().to_string()
@@ -318,26 +366,33 @@ async fn accept(
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; ");
-                state
-                    .delivery
-                    .dead_letter(value.to_string().as_bytes(), &reason)
-                    .await;
-                errors.extend(field_errors.into_iter().map(|fe| EventError {
-                    index,
-                    field: fe.field,
-                    reason: fe.reason,
-                }));
+                dead.push(DlqRecord::producer(
+                    value.to_string().as_bytes(),
+                    &reason,
+                    ctx.received_at,
+                ));
+                for fe in field_errors {
+                    if errors.len() < MAX_LISTED_ERRORS {
+                        errors.push(EventError {
+                            index,
+                            field: fe.field,
+                            reason: fe.reason,
+                        });
+                    } else {
+                        errors_omitted += 1;
+                    }
+                }
             }
         }
     }
     if rejected > 0 {
         metrics::rejected("invalid_event", rejected as u64);
     }
-    state
-        .delivery
-        .send(&valid)
-        .await
-        .map_err(|e| ApiError::Delivery(e, state.retry_after_secs))?;
+    let (sent, ()) = tokio::join!(
+        state.delivery.send(&valid),
+        state.delivery.dead_letter_all(dead)
+    );
+    sent.map_err(|e| ApiError::Delivery(e, state.retry_after_secs))?;
     for e in &valid {
         metrics::accepted(e.event_type.as_str(), 1);
     }
@@ -353,6 +408,7 @@ async fn accept(
             rejected,
             ignored: 0,
             errors,
+            errors_omitted,
         },
     ))
 }
@@ -389,24 +445,56 @@ async fn pixel(
     if !properties.is_empty() {
         event.insert("properties".into(), Value::Object(properties));
     }
-    let status = match state.sites.resolve(&headers, write_key.as_deref()) {
-        Err(e) => ApiError::Site(e).into_response().status(),
-        Ok(r) if r.site.honour_dnt && wants_no_tracking(&headers) => StatusCode::OK,
+    let (status, problem) = match state.sites.resolve(&headers, write_key.as_deref()) {
+        Err(e) => {
+            let problem = e.to_string();
+            (ApiError::Site(e).into_response().status(), Some(problem))
+        }
+        Ok(r) if r.site.honour_dnt && wants_no_tracking(&headers) => (StatusCode::OK, None),
         Ok(r) => {
             let ctx = server_context(&state, &r.site, &headers, peer, received_via::PIXEL);
             match accept(&state, &ctx, vec![Value::Object(event)]).await {
-                Ok((status, _)) => status,
-                Err(e) => e.into_response().status(),
+                Ok((status, answer)) => (
+                    status,
+                    answer
+                        .errors
+                        .first()
+                        .map(|e| format!("{}: {}", e.field, e.reason)),
+                ),
+                Err(e) => (e.into_response().status(), None),
             }
         }
     };
     metrics::request("/v1/p.gif", status.as_u16());
-    (
+    let mut response = (
         status,
         [(CONTENT_TYPE, "image/gif"), (CACHE_CONTROL, "no-store")],
         PIXEL_GIF,
     )
-        .into_response()
+        .into_response();
+    if let Some(problem) = problem.and_then(|p| problem_header(&p)) {
+        response.headers_mut().insert(PROBLEM_HEADER, problem);
+    }
+    response
+}
+
+/// The pixel answers a GIF whatever happened; this header names the first problem of a
+/// refused pixel event, for whoever debugs it.
+pub const PROBLEM_HEADER: &str = "x-touchstream-error";
+
+fn problem_header(problem: &str) -> Option<HeaderValue> {
+    let ascii: String = problem
+        .chars()
+        .take(200)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&ascii).ok()
 }
 
 async fn tracker() -> Response {

@@ -3,8 +3,10 @@
 //! - `touchstream classify`: how would this hit be attributed? (JSON lines in, JSON lines out)
 //! - `touchstream report`: source-of-sale and friends, from ClickHouse, in the terminal.
 //! - `touchstream generate`: realistic traffic for the demo and benchmarks.
+//! - `touchstream dlq list|show|replay`: the dead-letter queue, and sending it through again.
 
 mod classify;
+mod dlq;
 mod generate;
 mod report;
 
@@ -25,6 +27,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Post generated traffic to a collector.
     Generate(generate::GenerateArgs),
+    /// List, show and replay what the pipeline dead-lettered.
+    Dlq(dlq::DlqArgs),
 }
 
 #[tokio::main]
@@ -51,5 +55,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report(args) => report::run(&args, &mut std::io::stdout().lock()).await,
         Command::Generate(args) => generate::run(&args).await.map(|_| ()),
+        Command::Dlq(args) => dlq::run(&args, &mut std::io::stdout().lock()).await,
     }
 }

@@ -32,6 +32,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use touchstream_avro::DlqRecord;
 use touchstream_model::incoming::{ServerContext, ValidationLimits, anonymize_ip, validate};
 use touchstream_model::time::now_ms;
 use touchstream_model::{FieldError, RawEvent, received_via};
@@ -65,6 +66,7 @@ pub struct SegmentState {
     pub proxies: TrustedProxies,
     pub validation: ValidationLimits,
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
     pub max_message_bytes: usize,
     pub max_batch_bytes: usize,
     pub retry_after_secs: u32,
@@ -91,6 +93,7 @@ pub fn router(state: Arc<SegmentState>) -> Router {
         .route("/v1/a", one("/v1/a", Call::Alias))
         .route("/v1/group", one("/v1/group", Call::Group))
         .route("/v1/g", one("/v1/g", Call::Group))
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
         .with_state(state)
 }
 
@@ -134,6 +137,10 @@ enum Refusal {
     Encoding(String),
     #[error("{0}")]
     TooLarge(String),
+    /// Refused while reading (over max_body_bytes as sent, too slow, broken): the
+    /// collector's own answer for it.
+    #[error(transparent)]
+    Body(body::BodyError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
 }
@@ -174,6 +181,7 @@ fn refuse(state: &SegmentState, refusal: Refusal) -> Response {
         Refusal::Unreadable(_) | Refusal::TooLarge(_) => {
             Answer(StatusCode::BAD_REQUEST, body(&text), None).into_response()
         }
+        Refusal::Body(e) => crate::api::ApiError::Body(e).into_response(),
         Refusal::Encoding(_) => {
             Answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, body(&text), None).into_response()
         }
@@ -227,25 +235,21 @@ async fn handle_inner(
             )));
         }
     };
-    let raw = body::read(body, state.max_body_bytes)
+    let raw = body::read(body, state.max_body_bytes, state.body_read_timeout)
         .await
-        .map_err(|e| match e {
-            body::BodyError::TooLarge { .. } => Refusal::TooLarge(format!(
-                "request is over {} bytes as sent",
-                state.max_body_bytes
-            )),
-            other => Refusal::Unreadable(other.to_string()),
-        })?;
+        .map_err(Refusal::Body)?;
     let inflated = match decode_text(&raw, gzip, state.max_batch_bytes) {
         Ok(t) => t,
-        Err(refusal) => return Err(dead_letter_unreadable(state, headers, &raw, refusal).await),
+        Err(refusal) => {
+            return Err(dead_letter_unreadable(state, headers, &raw, gzip, refusal).await);
+        }
     };
     let text = std::str::from_utf8(&inflated).unwrap_or_default();
     let envelope: Envelope<'_> = match serde_json::from_str(text) {
         Ok(e) => e,
         Err(e) => {
             let refusal = Refusal::Unreadable(format!("body is not a JSON object: {e}"));
-            return Err(dead_letter_unreadable(state, headers, &raw, refusal).await);
+            return Err(dead_letter_unreadable(state, headers, &raw, gzip, refusal).await);
         }
     };
     let body_key = envelope.write_key.as_ref().and_then(Value::as_str);
@@ -356,11 +360,14 @@ async fn handle_inner(
     // A resend inside one batch (the same messageId twice) is one event.
     let mut seen = std::collections::HashSet::with_capacity(valid.len());
     valid.retain(|e| seen.insert(e.event_id.clone()));
-    let dead_letters = futures::future::join_all(
-        dead.iter()
-            .map(|(payload, reason)| state.delivery.dead_letter(payload.as_bytes(), reason)),
+    let dead_letters: Vec<DlqRecord> = dead
+        .iter()
+        .map(|(payload, reason)| DlqRecord::producer(payload.as_bytes(), reason, received_at))
+        .collect();
+    let (sent, ()) = tokio::join!(
+        state.delivery.send(&valid),
+        state.delivery.dead_letter_all(dead_letters)
     );
-    let (sent, _) = tokio::join!(state.delivery.send(&valid), dead_letters);
     sent?;
     for e in &valid {
         metrics::accepted(e.event_type.as_str(), 1);
@@ -503,10 +510,13 @@ async fn dead_letter_unreadable(
     state: &SegmentState,
     headers: &HeaderMap,
     raw: &Bytes,
+    gzip: bool,
     refusal: Refusal,
 ) -> Refusal {
     if state.sites.require_key(headers, None).is_ok() {
-        state.delivery.dead_letter(raw, &refusal.to_string()).await;
+        let record = DlqRecord::producer(raw, &refusal.to_string(), now_ms())
+            .with_content_encoding(gzip.then_some("gzip"));
+        state.delivery.dead_letter_all(vec![record]).await;
     }
     refusal
 }
