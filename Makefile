@@ -16,7 +16,7 @@ help:
 	@echo "make services-stop  stop them"
 	@echo "make cluster        the local cluster: 3 Kafka nodes, ZooKeeper, 2x2 ClickHouse servers (idempotent)"
 	@echo "make cluster-stop   stop it; make cluster-check: kill a broker, stop a replica, check they recover"
-	@echo "make fuzz           run every cargo-fuzz target for FUZZ_SECONDS (30) each on its corpus in fuzz/corpus"
+	@echo "make fuzz           run every cargo-fuzz target for FUZZ_SECONDS (30) each on its corpus in tests/fuzz/corpus"
 	@echo "make build | fmt | lint | bench"
 
 services:

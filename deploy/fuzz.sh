@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for a bounded time (default 30 s each).
+# Runs every cargo-fuzz target in tests/fuzz/ for a bounded time (default 30 s each).
 #
 #   deploy/fuzz.sh [SECONDS] [TARGET...]
 #
 # Needs the nightly toolchain (cargo-fuzz builds with sanitizer flags only nightly has) and
 # cargo-fuzz; the latter is installed from crates.io when missing (`cargo install cargo-fuzz`).
-# The corpus in fuzz/corpus/<target>/ is read but never written: libFuzzer writes the inputs it
+# The corpus in tests/fuzz/corpus/<target>/ is read but never written: libFuzzer writes the inputs it
 # finds into a scratch copy, so the repository keeps its small, minimised seeds. A crash leaves
-# its input in fuzz/artifacts/<target>/ and fails the run.
+# its input in tests/fuzz/artifacts/<target>/ and fails the run.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,13 +29,13 @@ fi
 
 cd "$REPO"
 log "building the fuzz targets (nightly, sanitizers)"
-cargo +nightly fuzz build >/dev/null
+cargo +nightly fuzz build --fuzz-dir tests/fuzz >/dev/null
 
 status=0
 for target in "${TARGETS[@]}"; do
   scratch="$(mktemp -d)"
-  log "$target: ${SECONDS_EACH}s from $(ls "fuzz/corpus/$target" | wc -l) seeds"
-  if ! cargo +nightly fuzz run "$target" "$scratch" "fuzz/corpus/$target" -- \
+  log "$target: ${SECONDS_EACH}s from $(ls "tests/fuzz/corpus/$target" | wc -l) seeds"
+  if ! cargo +nightly fuzz run --fuzz-dir tests/fuzz "$target" "$scratch" "tests/fuzz/corpus/$target" -- \
       -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
       >"$scratch.log" 2>&1; then
     log "$target: FAILED; its output:"

@@ -16,10 +16,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
         return;
     };
+    // Both time bases: live (skew corrected) and import (occurred_at kept).
     let ctx = ServerContext {
         received_at: NOW,
         ip: Some("203.0.113.0".into()),
         user_agent: None,
+        received_via: if data.len() % 2 == 0 {
+            touchstream_model::received_via::EVENTS
+        } else {
+            touchstream_model::received_via::IMPORT
+        },
         ..ServerContext::default()
     };
     let events = match value {
@@ -38,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
             Some(&e.page_url),
             e.referrer.as_ref(),
             e.order_id.as_ref(),
+            e.event_name.as_ref(),
         ];
         for s in strings.into_iter().flatten() {
             assert!(
