@@ -8,10 +8,12 @@
 //!
 //! The rules are in schemas/attribution-rules.md.
 
+use std::collections::HashMap;
 use touchstream_attribution::{
     Catalogue, Classifier, CreditConfig, Hit, SessionConfig, SessionEvent, Sessionizer, Touch,
     TouchRecord,
 };
+
 use touchstream_model::time::{DAY_MS, MINUTE_MS};
 use touchstream_model::{AttributedEvent, EventType, RawEvent, TouchFields};
 
@@ -21,7 +23,10 @@ use crate::person::{Emitted, PersonState, Reason, Rules};
 use crate::records::{Counts, DeviceEvent, PersonRecord, SessionUpdate};
 
 pub struct Attributor {
+    /// The classifier of events of unconfigured sites (the `site_hosts` of the config).
     classifier: Classifier,
+    /// One classifier per configured site, with that site's own hosts.
+    site_classifiers: HashMap<String, Classifier>,
     sessionizer: Sessionizer,
     /// For a device as its own person: conversions kept within the allowed lateness.
     device_rules: Rules,
@@ -70,8 +75,19 @@ impl Attributor {
             max_stored_touches: a.max_touches_per_visitor.saturating_mul(4),
             max_devices: 64,
         };
+        let site_classifiers = cfg
+            .sites
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    Classifier::new(catalogue.clone(), s.hosts.clone()),
+                )
+            })
+            .collect();
         Ok(Self {
             classifier: Classifier::new(catalogue, cfg.site_hosts.clone()),
+            site_classifiers,
             sessionizer: Sessionizer::new(SessionConfig {
                 inactivity_ms: i64::from(a.session_timeout_minutes) * MINUTE_MS,
                 max_lateness_ms: lateness_ms,
@@ -87,7 +103,11 @@ impl Attributor {
     pub fn device_event(&self, d: &mut DeviceState, raw: RawEvent) -> DeviceOutput {
         let mut out = DeviceOutput::default();
         let t = raw.event_time;
-        let touch = self.classifier.classify(&Hit {
+        let classifier = self
+            .site_classifiers
+            .get(&raw.site_id)
+            .unwrap_or(&self.classifier);
+        let touch = classifier.classify(&Hit {
             page_url: &raw.page_url,
             referrer: raw.referrer.as_deref(),
             user_agent: raw.user_agent.as_deref(),
@@ -662,5 +682,37 @@ mod tests {
         let before = s.written;
         s.send(click("late", "v", T0 - 5 * MIN, LINKEDIN));
         assert_eq!(s.written, before);
+    }
+
+    #[test]
+    fn each_site_classifies_with_its_own_hosts() {
+        let cfg = EnricherConfig {
+            site_hosts: vec!["shop.example".into()],
+            sites: vec![touchstream_model::SiteConfig {
+                id: "blog".into(),
+                hosts: vec!["blog.example".into()],
+                ..touchstream_model::SiteConfig::default()
+            }],
+            ..EnricherConfig::default()
+        };
+        let a = Attributor::new(&cfg).unwrap();
+        let hit = |site: &str, id: &str, referrer: &str| {
+            let mut d = DeviceState::default();
+            let raw = RawEvent {
+                site_id: site.into(),
+                ..click(id, "v", T0, referrer)
+            };
+            a.device_event(&mut d, raw).emitted.events[0].clone()
+        };
+        // A referrer on the blog is internal on the blog and a referral on the shop.
+        let on_blog = hit("blog", "b1", "https://www.blog.example/post");
+        assert!(on_blog.touch.is_internal && !on_blog.opens_touch);
+        let on_shop = hit("default", "s1", "https://www.blog.example/post");
+        assert!(!on_shop.touch.is_internal && on_shop.opens_touch);
+        // The shop's hosts belong to the default site only.
+        let shop_on_default = hit("default", "s2", "https://shop.example/a");
+        assert!(shop_on_default.touch.is_internal);
+        let shop_on_blog = hit("blog", "b2", "https://shop.example/a");
+        assert!(!shop_on_blog.touch.is_internal);
     }
 }

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use touchstream_kafka::{KafkaConfig, Topics};
+use touchstream_model::SiteConfig;
 use touchstream_runtime::{LogConfig, OpsConfig};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -20,8 +21,12 @@ pub struct EnricherConfig {
     /// How long the group waits for a silent instance before handing its partitions to the
     /// others (the broker's minimum is 6 s by default).
     pub session_timeout_ms: u32,
-    /// The site's own hosts: referrers on them are internal navigation.
+    /// The site's own hosts: referrers on them are internal navigation. For events of a site
+    /// not in `sites` (the `default` site of a single-site deployment).
     pub site_hosts: Vec<String>,
+    /// The deployment's sites (the shared top-level `[[sites]]` of the config file): each
+    /// site's events are classified with its own `hosts`.
+    pub sites: Vec<SiteConfig>,
     /// Replace the compiled-in source catalogue.
     pub catalogue_path: Option<PathBuf>,
     pub attribution: AttributionConfig,
@@ -61,6 +66,7 @@ impl Default for EnricherConfig {
             group_instance_id: None,
             session_timeout_ms: 6_000,
             site_hosts: Vec::new(),
+            sites: Vec::new(),
             catalogue_path: None,
             attribution: AttributionConfig::default(),
             batch_max_records: 20_000,
@@ -86,6 +92,7 @@ impl Default for AttributionConfig {
 
 impl EnricherConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
+        touchstream_model::site::check_sites(&self.sites).map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             self.batch_max_records > 0,
             "batch_max_records must be positive"

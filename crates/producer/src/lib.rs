@@ -8,6 +8,9 @@
 //! - [`api`]: the HTTP routes and the error → status mapping.
 //! - [`body`]: reading a request body: size and time limits, gzip, content types, UTF-8, JSON.
 //! - [`delivery`]: Kafka delivery with a bounded number of events in flight.
+//! - [`segment`]: the Segment tracking API (`/v1/batch`, `/v1/track` …) and its mapping.
+//! - [`sites`]: which site a request belongs to (write keys, hosts, CORS, DNT policy).
+//! - [`proxy`]: the client address behind trusted reverse proxies.
 //! - [`replay`]: `producer replay FILE.ndjson`.
 //! - [`metrics`]: every metric the producer emits.
 //!
@@ -28,9 +31,15 @@ pub mod limits;
 #[cfg(feature = "service")]
 pub mod metrics;
 #[cfg(feature = "service")]
+pub mod proxy;
+#[cfg(feature = "service")]
 pub mod replay;
 #[cfg(feature = "service")]
+pub mod segment;
+#[cfg(feature = "service")]
 pub mod server;
+#[cfg(feature = "service")]
+pub mod sites;
 
 #[cfg(feature = "service")]
 pub use config::ProducerConfig;
@@ -48,6 +57,7 @@ mod service {
     use touchstream_runtime::{Health, Shutdown};
 
     use crate::delivery::Delivery;
+    use crate::segment::mapping::Mapping;
     use crate::server::{self, ServerLimits};
     use crate::{ProducerConfig, api};
 
@@ -55,12 +65,17 @@ mod service {
         config: ProducerConfig,
         delivery: Arc<Delivery>,
         health: Health,
+        mapping: Arc<Mapping>,
     }
 
     impl Application {
         /// Connects to Kafka and creates the topics if needed.
         pub async fn build(config: ProducerConfig) -> anyhow::Result<Self> {
             config.validate()?;
+            let mapping = Arc::new(match &config.segment.mapping_path {
+                Some(path) => Mapping::from_path(path)?,
+                None => Mapping::builtin().clone(),
+            });
             let health = Health::new();
             health.register("kafka", "connecting");
             let t = &config.topics;
@@ -71,6 +86,7 @@ mod service {
                 config,
                 delivery,
                 health,
+                mapping,
             })
         }
 
@@ -84,7 +100,7 @@ mod service {
 
         /// Starts serving in the background (tests use the returned address).
         pub async fn start(self, shutdown: Shutdown) -> anyhow::Result<Served> {
-            let app = api::router(&self.config, self.delivery.clone())
+            let app = api::router(&self.config, self.delivery.clone(), self.mapping.clone())
                 .merge(ops::router(self.health.clone()));
             let c = &self.config;
             let limits = ServerLimits {

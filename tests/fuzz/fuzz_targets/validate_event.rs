@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         received_at: NOW,
         ip: Some("203.0.113.0".into()),
         user_agent: None,
-        received_via: if data.len() % 2 == 0 {
+        received_via: if data.len().is_multiple_of(2) {
             touchstream_model::received_via::EVENTS
         } else {
             touchstream_model::received_via::IMPORT
