@@ -4,7 +4,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SERVICES := deploy/services.sh
 
-.PHONY: help services services-stop cluster cluster-stop cluster-check test-tools build test test-rust lint fmt fmt-check demo bench clean-services
+.PHONY: help services services-stop cluster cluster-stop cluster-check test-tools fuzz-tools build test test-rust fuzz lint fmt fmt-check demo bench clean-services
+
+# Seconds each fuzz target runs in `make test` (and `make fuzz`).
+FUZZ_SECONDS ?= 30
 
 help:
 	@echo "make demo           start Kafka + ClickHouse, run the pipeline on generated traffic, print the source-of-sale report"
@@ -13,6 +16,7 @@ help:
 	@echo "make services-stop  stop them"
 	@echo "make cluster        the local cluster: 3 Kafka nodes, ZooKeeper, 2x2 ClickHouse servers (idempotent)"
 	@echo "make cluster-stop   stop it; make cluster-check: kill a broker, stop a replica, check they recover"
+	@echo "make fuzz           run every cargo-fuzz target for FUZZ_SECONDS (30) each on its corpus in tests/fuzz/corpus"
 	@echo "make build | fmt | lint | bench"
 
 services:
@@ -33,8 +37,17 @@ cluster-check:
 test-tools:
 	@$(SERVICES) install-test-tools
 
+# cargo-fuzz from crates.io when missing; it needs the nightly toolchain (rustup toolchain
+# install nightly), which deploy/fuzz.sh checks for.
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+fuzz: fuzz-tools
+	@deploy/fuzz.sh $(FUZZ_SECONDS)
+
+# The fuzz crate is built by `make fuzz` only (nightly, sanitizers).
 build:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins --exclude touchstream-fuzz
 
 fmt:
 	$(CARGO) fmt --all
@@ -46,10 +59,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The end-to-end tests start the real binaries, so they are built first; tests/tests/cluster.rs
-# needs the local cluster (it starts it too when run alone).
-test: services cluster test-tools fmt-check lint
-	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --no-fail-fast
+# needs the local cluster (it starts it too when run alone); the fuzz targets run last,
+# FUZZ_SECONDS each.
+test: services cluster test-tools fuzz-tools fmt-check lint
+	$(CARGO) build --workspace --bins --exclude touchstream-fuzz
+	$(CARGO) test --workspace --no-fail-fast --exclude touchstream-fuzz
+	@deploy/fuzz.sh $(FUZZ_SECONDS)
 
 demo: services build
 	@deploy/demo.sh

@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p bench-results
 # The end-to-end bench starts the release binaries.
 cargo build -q --release --bins
-for bench in "touchstream-attribution classify" "producer collector" "enricher throughput" "sink load" "touchstream-tests e2e"; do
+for bench in "touchstream-attribution classify" "producer collector" "enricher throughput" "sink load" "touchstream-tests e2e" "touchstream-tests web"; do
   set -- $bench
   manifest="crates/$1/Cargo.toml"
   [ "$1" = touchstream-tests ] && manifest=tests/Cargo.toml

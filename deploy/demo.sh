@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# `make demo`: the three binaries on generated traffic, then the answer from ClickHouse.
+# `make demo`: the three binaries on generated traffic, then the answer from ClickHouse, in the
+# terminal and as the web report (`touchstream serve`).
 # Uses its own topics (touchstream.demo-<time>.*) and database (touchstream_demo, recreated),
-# and stops what it started.
+# and stops what it started. In a terminal it ends by serving the web report until Ctrl-C;
+# without one (CI, a pipe) or with DEMO_SERVE=0 it prints the command that serves it and exits.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug"
 RUN="$REPO/.services/demo"
 VISITORS="${VISITORS:-300}"
+SERVE_LISTEN="${SERVE_LISTEN:-127.0.0.1:8090}"
 DB=touchstream_demo
 PREFIX="touchstream.demo-$(date +%s)"
 mkdir -p "$RUN"
@@ -86,4 +89,23 @@ say "touches and days to conversion: touchstream report path-length"
 say "the answer: source of sale (last_non_direct): touchstream report source-of-sale"
 "$BIN/touchstream" report source-of-sale --database "$DB" --model last_non_direct
 
-say "done; stopping the pipeline (more: touchstream report, with --help)"
+say "the charts: touchstream report <name> --format svg > chart.svg, or the web report"
+"$BIN/touchstream" report path-length --database "$DB" --model linear --format svg >"$RUN/path-length.svg"
+echo "wrote $RUN/path-length.svg"
+
+say "stopping the pipeline (the web report only reads ClickHouse)"
+cleanup
+pids=()
+url="http://$SERVE_LISTEN/site/default"
+if [ -t 0 ] && [ -t 1 ] && [ "${DEMO_SERVE:-1}" != 0 ]; then
+  say "the web report of the demo's data: $url"
+  "$BIN/touchstream" serve --database "$DB" --listen "$SERVE_LISTEN" >"$RUN/serve.log" 2>&1 & pids+=($!)
+  trap 'cleanup; printf "\nweb report stopped\n"; exit 0' INT TERM
+  wait_ready "http://$SERVE_LISTEN/healthz" serve
+  echo "open $url in a browser; serving until Ctrl-C (log: $RUN/serve.log; DEMO_SERVE=0 make demo skips this)"
+  wait
+else
+  say "the web report of the demo's data"
+  echo "run:   $BIN/touchstream serve --database $DB --listen $SERVE_LISTEN"
+  echo "open:  $url"
+fi

@@ -10,7 +10,8 @@
 #   deploy/services.sh cluster-env           the cluster's addresses as KEY=VALUE lines
 #   deploy/services.sh cluster-check         smoke check: kill a broker, stop a replica (under a minute)
 #   deploy/services.sh cluster-reset         stop the cluster and remove its data
-#   deploy/services.sh install-test-tools    Kafka jars, promtool, chdb (current ClickHouse, embedded), Chromium + playwright-core
+#   deploy/services.sh install-test-tools    Kafka jars, promtool, chdb (current ClickHouse, embedded), schemathesis, Chromium + playwright-core,
+#                                            the Segment and RudderStack SDKs from npm
 #   deploy/services.sh logs                  where each service writes its log
 #
 # Everything lives in a git-ignored state folder, $TOUCHSTREAM_SERVICES_DIR (default: .services/ in the
@@ -634,15 +635,19 @@ install_test_tools() {
   command -v npm >/dev/null || apt_install npm
   # chdb: current ClickHouse embedded in Python, to check migrations and report SQL against it.
   local venv="$STATE/python"
-  if ! "$venv/bin/python" -c 'import chdb' 2>/dev/null; then
-    log "installing chdb into $venv"
+  if ! "$venv/bin/python" -c 'import chdb, schemathesis' 2>/dev/null; then
+    log "installing chdb and schemathesis into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$REPO/tests/python-requirements.txt" \
       >"$STATE/pip.log" 2>&1 || die "pip install failed, see $STATE/pip.log"
   fi
-  local browser="$REPO/tests/browser"
-  if [ -f "$browser/package.json" ] && [ ! -d "$browser/node_modules/playwright-core" ]; then
-    log "installing playwright-core into tests/browser"
+  local browser="$REPO/tests/browser" pkg missing=""
+  # Every package the browser and SDK tests load (package.json pins them, the lock file too).
+  for pkg in playwright-core @segment/analytics-node @rudderstack/rudder-sdk-node @segment/analytics-next; do
+    [ -d "$browser/node_modules/$pkg" ] || missing="$missing $pkg"
+  done
+  if [ -f "$browser/package.json" ] && [ -n "$missing" ]; then
+    log "installing into tests/browser:$missing"
     (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error) >"$STATE/npm.log" 2>&1 \
       || die "npm ci failed, see $STATE/npm.log"
   fi

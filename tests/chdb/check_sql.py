@@ -112,6 +112,8 @@ EXPECTED = {
     "funnel": [["instagram", 1, 0, 0, 1, 100], ["linkedin", 1, 0, 0, 1, 100]],
     "lifecycle": [["instagram", 1, 1, 1, 0]],
     "channel-share": [["social", 1, 100, 1, 100, 5000]],
+    # 2026-01-12 is a Monday: the purchase's own week.
+    "channel-share-weekly": [["2026-01-12", "social", 1, 100, 1, 5000]],
 }
 
 

@@ -302,6 +302,16 @@ pub struct Pipeline {
     pub services: Vec<Service>,
     /// The enricher's group and environment, to start more instances in it.
     enricher_env: Vec<(String, String)>,
+    /// The config file given to the producer and the enricher, removed on drop.
+    config_file: Option<PathBuf>,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Some(f) = &self.config_file {
+            let _ = std::fs::remove_file(f);
+        }
+    }
 }
 
 impl Pipeline {
@@ -315,12 +325,44 @@ impl Pipeline {
         .await
     }
 
+    /// With `config` (TOML: the shared `[[sites]]`, `[producer]`, `[enricher]` tables) as the
+    /// config file of the producer and the enricher; the test's topics, ports and database
+    /// still come from the environment, which wins over the file.
+    pub async fn start_with_config(
+        topics: &TestTopics,
+        db: &ScratchDatabase,
+        config: &str,
+    ) -> Pipeline {
+        let file = std::env::temp_dir().join(format!("{}.toml", unique("ts-config-")));
+        std::fs::write(&file, config).unwrap();
+        Self::start_full(
+            topics,
+            db,
+            &[("TOUCHSTREAM_SINK__BATCH__MAX_WAIT_MS", "200")],
+            Some(file),
+        )
+        .await
+    }
+
     /// `sink_overrides` are added to the sink's environment.
     pub async fn start_with(
         topics: &TestTopics,
         db: &ScratchDatabase,
         sink_overrides: &[(&str, &str)],
     ) -> Pipeline {
+        Self::start_full(topics, db, sink_overrides, None).await
+    }
+
+    async fn start_full(
+        topics: &TestTopics,
+        db: &ScratchDatabase,
+        sink_overrides: &[(&str, &str)],
+        config_file: Option<PathBuf>,
+    ) -> Pipeline {
+        let config_env: Vec<(String, String)> = config_file
+            .iter()
+            .map(|f| ("TOUCHSTREAM_CONFIG".to_string(), f.display().to_string()))
+            .collect();
         let (sink_ops, enricher_ops, producer_port) = (free_port(), free_port(), free_port());
         let mut sink_env = topics.env("sink");
         sink_env.extend([
@@ -358,6 +400,7 @@ impl Pipeline {
                 "[shop.example]".into(),
             ),
         ]);
+        enricher_env.extend(config_env.iter().cloned());
         let enricher = Service::spawn("enricher", &[], &enricher_env);
         wait_ready(
             &format!("http://127.0.0.1:{enricher_ops}/readyz"),
@@ -370,6 +413,7 @@ impl Pipeline {
             .collect();
 
         let mut producer_env = topics.env("producer");
+        producer_env.extend(config_env);
         producer_env.push((
             "TOUCHSTREAM_PRODUCER__LISTEN".into(),
             format!("127.0.0.1:{producer_port}"),
@@ -386,6 +430,7 @@ impl Pipeline {
             producer_url,
             services: vec![producer, enricher, sink],
             enricher_env,
+            config_file,
         }
     }
 
@@ -688,6 +733,12 @@ async fn read_to_end(topic: &str, isolation: &str) -> Vec<rdkafka::message::Owne
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     at_end.insert(p);
                 }
+                // librdkafka reports a dropped connection (an idle one closed by the broker,
+                // a busy machine) and reconnects by itself: keep reading.
+                Some(Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+                    | rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+                ))) => {}
                 Some(Err(e)) => panic!("reading {topic}: {e}"),
                 None => {}
             }

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use touchstream_avro::DlqRecord;
 use touchstream_model::RawEvent;
 use touchstream_tests::{
-    KAFKA_BROKERS, PrivateBroker, Service, TestTopics, free_port, read_topic, unique, wait_ready,
+    KAFKA_BROKERS, PrivateBroker, Service, TestTopics, eventually, free_port, read_topic, unique,
+    wait_ready,
 };
 
 fn click(anonymous_id: &str) -> Value {
@@ -383,6 +384,20 @@ async fn broker_outage_gives_503s_then_recovers_and_loses_no_acknowledged_event(
                 Err(e) => panic!("collector did not answer: {e}"),
             }
         }
+        if phase == 1 {
+            broker_down_checks(&http, &url).await;
+        }
+        if phase == 2 {
+            eventually(
+                "/readyz to be ready again once the broker is back",
+                Duration::from_secs(60),
+                || async {
+                    let r = http.get(format!("{url}/readyz")).send().await.ok()?;
+                    r.status().is_success().then_some(())
+                },
+            )
+            .await;
+        }
         match phase {
             0 => assert!(
                 ok_in_phase >= 20,
@@ -505,4 +520,40 @@ async fn import_keeps_each_events_own_time_and_live_events_record_their_correcti
         l1.clock_correction_ms
     );
     assert_eq!(l1.site_id, "default");
+}
+
+/// With the broker down: `/readyz` says so, and a batch of invalid events is answered within
+/// about one produce timeout (their DLQ writes run together, not one after the other: one
+/// after the other, 20 events would wait 20 × 1.5 s).
+async fn broker_down_checks(http: &reqwest::Client, url: &str) {
+    let reason = eventually(
+        "/readyz to report the broker unreachable",
+        Duration::from_secs(30),
+        || async {
+            let r = http.get(format!("{url}/readyz")).send().await.ok()?;
+            (r.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(r.text().await.ok()?)
+        },
+    )
+    .await;
+    assert!(reason.contains("kafka"), "{reason}");
+    let bad: Vec<Value> = (0..20)
+        .map(|i| json!({ "event_type": "click", "anonymous_id": format!("bad-{i}") }))
+        .collect();
+    let started = std::time::Instant::now();
+    let resp = http
+        .post(format!("{url}/v1/events"))
+        .timeout(Duration::from_secs(60))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!("20 invalid events with the broker down answered in {took:?}");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["rejected"], 20, "{body}");
+    assert!(
+        took < Duration::from_secs(20),
+        "20 rejects took {took:?} with the broker down: their DLQ writes must not wait one after another"
+    );
 }

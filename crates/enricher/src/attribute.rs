@@ -8,10 +8,12 @@
 //!
 //! The rules are in schemas/attribution-rules.md.
 
+use std::collections::HashMap;
 use touchstream_attribution::{
     Catalogue, Classifier, CreditConfig, Hit, SessionConfig, SessionEvent, Sessionizer, Touch,
     TouchRecord,
 };
+
 use touchstream_model::time::{DAY_MS, MINUTE_MS};
 use touchstream_model::{AttributedEvent, EventType, RawEvent, TouchFields};
 
@@ -21,7 +23,10 @@ use crate::person::{Emitted, PersonState, Reason, Rules};
 use crate::records::{Counts, DeviceEvent, PersonRecord, SessionUpdate};
 
 pub struct Attributor {
+    /// The classifier of events of unconfigured sites (the `site_hosts` of the config).
     classifier: Classifier,
+    /// One classifier per configured site, with that site's own hosts.
+    site_classifiers: HashMap<String, Classifier>,
     sessionizer: Sessionizer,
     /// For a device as its own person: conversions kept within the allowed lateness.
     device_rules: Rules,
@@ -70,8 +75,19 @@ impl Attributor {
             max_stored_touches: a.max_touches_per_visitor.saturating_mul(4),
             max_devices: 64,
         };
+        let site_classifiers = cfg
+            .sites
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    Classifier::new(catalogue.clone(), s.hosts.clone()),
+                )
+            })
+            .collect();
         Ok(Self {
             classifier: Classifier::new(catalogue, cfg.site_hosts.clone()),
+            site_classifiers,
             sessionizer: Sessionizer::new(SessionConfig {
                 inactivity_ms: i64::from(a.session_timeout_minutes) * MINUTE_MS,
                 max_lateness_ms: lateness_ms,
@@ -87,7 +103,11 @@ impl Attributor {
     pub fn device_event(&self, d: &mut DeviceState, raw: RawEvent) -> DeviceOutput {
         let mut out = DeviceOutput::default();
         let t = raw.event_time;
-        let touch = self.classifier.classify(&Hit {
+        let classifier = self
+            .site_classifiers
+            .get(&raw.site_id)
+            .unwrap_or(&self.classifier);
+        let touch = classifier.classify(&Hit {
             page_url: &raw.page_url,
             referrer: raw.referrer.as_deref(),
             user_agent: raw.user_agent.as_deref(),
@@ -164,9 +184,11 @@ impl Attributor {
             is_late: out.late,
             raw,
         };
-        // The device keeps every touch of its own (for its own conversions, and for its first
-        // user should it sign in later); a touch later than the lateness re-credits nothing.
-        if let Some(r) = &record {
+        // The device keeps its touches from before its first sign-in (for its own conversions,
+        // all from before too, and for its first user); later ones belong to its users only.
+        // A touch later than the lateness re-credits nothing.
+        let before_first_link = d.links.first().is_none_or(|l| t < l.from);
+        if let (Some(r), true) = (&record, before_first_link) {
             let recredit = !out.late;
             out.emitted.extend(d.own.add_touch(
                 &self.device_rules,
@@ -206,6 +228,15 @@ impl Attributor {
             }
         }
         out.emitted.extend(d.own.flush(&self.device_rules, &device));
+        // Once the first link is further back than the lateness, no conversion of the device as
+        // its own person can arrive on time any more: its touches have been handed over.
+        if let Some(first) = d.links.first()
+            && d.max_event_time.saturating_sub(self.lateness_ms) > first.from
+            && d.own.conversions.is_empty()
+            && !d.own.touches.is_empty()
+        {
+            d.own.touches.clear();
+        }
         for (user, updates) in user_updates {
             out.to_persons
                 .push((user, PersonRecord::Sessions { updates }));
@@ -651,5 +682,37 @@ mod tests {
         let before = s.written;
         s.send(click("late", "v", T0 - 5 * MIN, LINKEDIN));
         assert_eq!(s.written, before);
+    }
+
+    #[test]
+    fn each_site_classifies_with_its_own_hosts() {
+        let cfg = EnricherConfig {
+            site_hosts: vec!["shop.example".into()],
+            sites: vec![touchstream_model::SiteConfig {
+                id: "blog".into(),
+                hosts: vec!["blog.example".into()],
+                ..touchstream_model::SiteConfig::default()
+            }],
+            ..EnricherConfig::default()
+        };
+        let a = Attributor::new(&cfg).unwrap();
+        let hit = |site: &str, id: &str, referrer: &str| {
+            let mut d = DeviceState::default();
+            let raw = RawEvent {
+                site_id: site.into(),
+                ..click(id, "v", T0, referrer)
+            };
+            a.device_event(&mut d, raw).emitted.events[0].clone()
+        };
+        // A referrer on the blog is internal on the blog and a referral on the shop.
+        let on_blog = hit("blog", "b1", "https://www.blog.example/post");
+        assert!(on_blog.touch.is_internal && !on_blog.opens_touch);
+        let on_shop = hit("default", "s1", "https://www.blog.example/post");
+        assert!(!on_shop.touch.is_internal && on_shop.opens_touch);
+        // The shop's hosts belong to the default site only.
+        let shop_on_default = hit("default", "s2", "https://shop.example/a");
+        assert!(shop_on_default.touch.is_internal);
+        let shop_on_blog = hit("blog", "b2", "https://shop.example/a");
+        assert!(!shop_on_blog.touch.is_internal);
     }
 }

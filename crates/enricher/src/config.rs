@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use touchstream_kafka::{KafkaConfig, Topics};
+use touchstream_model::SiteConfig;
 use touchstream_runtime::{LogConfig, OpsConfig};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -23,8 +24,12 @@ pub struct EnricherConfig {
     /// takes the coordinator makes every instance drop its partitions, rejoin and restore them
     /// again; a restarted instance is back at once whatever it is (static membership).
     pub session_timeout_ms: u32,
-    /// The site's own hosts: referrers on them are internal navigation.
+    /// The site's own hosts: referrers on them are internal navigation. For events of a site
+    /// not in `sites` (the `default` site of a single-site deployment).
     pub site_hosts: Vec<String>,
+    /// The deployment's sites (the shared top-level `[[sites]]` of the config file): each
+    /// site's events are classified with its own `hosts`.
+    pub sites: Vec<SiteConfig>,
     /// Replace the compiled-in source catalogue.
     pub catalogue_path: Option<PathBuf>,
     pub attribution: AttributionConfig,
@@ -64,6 +69,7 @@ impl Default for EnricherConfig {
             group_instance_id: None,
             session_timeout_ms: 15_000,
             site_hosts: Vec::new(),
+            sites: Vec::new(),
             catalogue_path: None,
             attribution: AttributionConfig::default(),
             batch_max_records: 20_000,
@@ -89,6 +95,7 @@ impl Default for AttributionConfig {
 
 impl EnricherConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
+        touchstream_model::site::check_sites(&self.sites).map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             self.batch_max_records > 0,
             "batch_max_records must be positive"

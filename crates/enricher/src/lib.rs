@@ -32,6 +32,7 @@ use touchstream_kafka::ensure_topics;
 use touchstream_runtime::{Health, Shutdown, ops};
 
 use crate::attribute::Attributor;
+use crate::processor::Input;
 
 pub struct Application {
     config: EnricherConfig,
@@ -57,7 +58,9 @@ impl Application {
         )
         .await?;
         let health = Health::new();
-        health.register("kafka", "starting");
+        for input in [Input::Raw, Input::Person] {
+            health.register(input.name(), "starting");
+        }
         Ok(Self {
             config,
             attributor,
@@ -90,14 +93,34 @@ impl Application {
             attributor,
             health,
         } = self;
-        let loop_shutdown = shutdown.clone();
-        let worker = std::thread::Builder::new()
-            .name("enricher-loop".into())
-            .spawn(move || processor::run(&config, &attributor, &health, &loop_shutdown))?;
-        // The loop ends only on shutdown; wait for it without blocking the runtime.
-        tokio::task::spawn_blocking(move || worker.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("the enricher loop panicked"))?;
+        // One thread per stage; each loop ends only on shutdown (its last transaction
+        // committed). Wait for both without blocking the runtime.
+        let config = Arc::new(config);
+        let mut workers = Vec::new();
+        for (input, name) in [
+            (Input::Raw, "enricher-device"),
+            (Input::Person, "enricher-person"),
+        ] {
+            let (config, attributor, health, stop) = (
+                config.clone(),
+                attributor.clone(),
+                health.clone(),
+                shutdown.clone(),
+            );
+            workers.push(
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || processor::run(&config, &attributor, &health, &stop, input))?,
+            );
+        }
+        for worker in workers {
+            let finished = tokio::task::spawn_blocking(move || worker.join()).await?;
+            if finished.is_err() {
+                // One stage gone means no exactly-once pipeline: stop the other too.
+                shutdown.cancel();
+                anyhow::bail!("an enricher stage panicked");
+            }
+        }
         shutdown.cancel();
         served.task.await?;
         tracing::info!("enricher stopped");

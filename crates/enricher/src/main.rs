@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use enricher::{Application, EnricherConfig};
-use touchstream_runtime::{load_config, shutdown, telemetry};
+use touchstream_runtime::{SHARED_KEYS, load_config_shared, shutdown, telemetry};
 
 /// touchstream's attribution stage.
 #[derive(Parser)]
@@ -16,7 +16,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config: EnricherConfig = load_config("enricher", cli.config.as_deref())?;
+    let config: EnricherConfig =
+        load_config_shared("enricher", cli.config.as_deref(), SHARED_KEYS)?;
     telemetry::init(&config.log);
     Application::build(config)
         .await?

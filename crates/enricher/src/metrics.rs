@@ -69,7 +69,7 @@ pub fn state(store: &'static str, states: usize, bytes: usize) {
     gauge!("touchstream_enricher_state_bytes", "store" => store).set(bytes as f64);
 }
 
-pub fn restored(store: &'static str, partition: i32, states: usize, records: u64, took: Duration) {
+pub fn restored(store: &'static str, partition: i32, states: usize, took: Duration) {
     counter!("touchstream_enricher_state_restores_total", "store" => store).increment(1);
     counter!("touchstream_enricher_state_restored_entries_total", "store" => store)
         .increment(states as u64);
@@ -78,7 +78,6 @@ pub fn restored(store: &'static str, partition: i32, states: usize, records: u64
         store,
         partition,
         states,
-        records,
         took_ms = took.as_millis() as u64,
         "state restored"
     );

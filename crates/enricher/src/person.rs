@@ -57,6 +57,10 @@ pub struct Retained {
     pub credited: Option<Vec<TouchRecord>>,
     /// The lifecycle it was last written with: (stage, purchase count).
     pub lifecycle: (LifecycleStage, i32),
+    /// Changed since its changelog record was last written (a user's conversions each have a
+    /// record of their own, so that unchanged ones are not written again).
+    #[serde(skip)]
+    pub changed: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -75,6 +79,10 @@ pub struct PersonState {
     /// changes), so that one input writes a conversion once.
     #[serde(skip)]
     pending: Vec<(i64, String)>,
+    /// Conversions let go or handed over since the changelog was last written (their records
+    /// are deleted then).
+    #[serde(skip)]
+    pub(crate) removed: Vec<String>,
 }
 
 /// Why a conversion was written again (a metric label).
@@ -205,6 +213,7 @@ impl PersonState {
                     revision: 0,
                     credited: None,
                     lifecycle: (LifecycleStage::Visitor, 0),
+                    changed: true,
                 },
             );
             // This conversion, and the later ones whose purchase count it moves.
@@ -212,9 +221,7 @@ impl PersonState {
         } else {
             let counts = self.counts_at((t, event.raw.event_id.as_str()));
             let late = event.is_late;
-            emitted
-                .events
-                .push(attributed(&event, person, counts, None, 0));
+            emitted.events.push(into_attributed(event, person, counts));
             if touch.is_some() && !late {
                 emitted.extend(self.refresh(rules, person, t, None, Reason::LateTouch));
             }
@@ -245,7 +252,13 @@ impl PersonState {
             return Emitted::default();
         }
         let at = self.position(conversion.event.order_key());
-        self.conversions.insert(at, conversion);
+        self.conversions.insert(
+            at,
+            Retained {
+                changed: true,
+                ..conversion
+            },
+        );
         let emitted = self.refresh(rules, person, t, Some(&id), Reason::Moved);
         self.evict(rules);
         emitted
@@ -269,6 +282,7 @@ impl PersonState {
             }
             c.event.session_id.clone_from(&update.session_id);
             c.event.session = update.session.clone();
+            c.changed = true;
             self.pending
                 .push((c.event.raw.event_time, c.event.raw.event_id.clone()));
         }
@@ -288,7 +302,10 @@ impl PersonState {
         let at = self
             .conversions
             .partition_point(|c| c.event.raw.event_time < t);
-        self.conversions.drain(at..).collect()
+        let taken: Vec<Retained> = self.conversions.drain(at..).collect();
+        self.removed
+            .extend(taken.iter().map(|c| c.event.raw.event_id.clone()));
+        taken
     }
 
     /// The lifecycle counts of everything before `t`.
@@ -314,18 +331,19 @@ impl PersonState {
             .partition_point(|c| c.event.order_key() < key)
     }
 
-    /// Inserts in order; false if the touch was already there.
+    /// Inserts in order; false if the touch was already there (a copy of one touch has its
+    /// time and id).
     fn insert_touch(&mut self, device: &str, touch: TouchRecord) -> bool {
-        if self
-            .touches
-            .iter()
-            .any(|t| t.touch.event_id == touch.event_id)
-        {
-            return false;
-        }
         let at = self
             .touches
             .partition_point(|t| t.touch.order_key() < touch.order_key());
+        if self
+            .touches
+            .get(at)
+            .is_some_and(|t| t.touch.event_id == touch.event_id)
+        {
+            return false;
+        }
         self.touches.insert(
             at,
             PersonTouch {
@@ -434,6 +452,7 @@ impl PersonState {
             };
             c.credited = Some(window);
             c.lifecycle = lifecycle;
+            c.changed = true;
             emitted
                 .events
                 .push(attributed(&c.event, person, counts, Some(wire), c.revision));
@@ -446,17 +465,18 @@ impl PersonState {
     /// device linked to the person at or before `t` (all of them for a device that is its own
     /// person).
     fn eligible(&self, rules: &Rules, t: i64) -> Vec<TouchRecord> {
-        let lookback = rules.lookback_ms;
-        self.touches
+        let from = t.saturating_sub(rules.lookback_ms);
+        let start = self.touches.partition_point(|pt| pt.touch.time_ms < from);
+        let linked: Vec<&str> = self
+            .devices
             .iter()
-            .filter(|pt| pt.touch.time_ms <= t && pt.touch.time_ms >= t.saturating_sub(lookback))
-            .filter(|pt| {
-                self.devices.is_empty()
-                    || self
-                        .devices
-                        .iter()
-                        .any(|d| d.anonymous_id == pt.device && d.linked_at <= t)
-            })
+            .filter(|d| d.linked_at <= t)
+            .map(|d| d.anonymous_id.as_str())
+            .collect();
+        self.touches[start..]
+            .iter()
+            .take_while(|pt| pt.touch.time_ms <= t)
+            .filter(|pt| self.devices.is_empty() || linked.contains(&pt.device.as_str()))
             .map(|pt| pt.touch.clone())
             .collect()
     }
@@ -477,6 +497,7 @@ impl PersonState {
         );
         for c in self.conversions.drain(..drop) {
             self.settled.add(Counts::one(c.event.is_purchase()));
+            self.removed.push(c.event.raw.event_id);
         }
         // Touches are kept while a future conversion or a kept one may credit them.
         let oldest_use = self.conversions.first().map_or(self.max_event_time, |c| {
@@ -578,6 +599,23 @@ fn retractions(old: &[TouchRecord], new: &[TouchRecord], event: &DeviceEvent) ->
         .filter(|(m, t)| !kept(*m, &t.event_id))
         .map(|(m, t)| retract(m, t))
         .collect()
+}
+
+/// The attributed event of an event that is not a conversion (written once, revision 0).
+fn into_attributed(event: DeviceEvent, person: &str, counts: Counts) -> AttributedEvent {
+    AttributedEvent {
+        event: event.raw,
+        touch: event.touch,
+        opens_touch: event.opens_touch,
+        session_id: event.session_id,
+        identity_id: person.to_owned(),
+        lifecycle_stage: counts.stage(),
+        purchase_count: i32::try_from(counts.purchases).unwrap_or(i32::MAX),
+        conversion: None,
+        revision: 0,
+        session: event.session,
+        is_late: event.is_late,
+    }
 }
 
 /// The attributed event written for `event` as this person's.

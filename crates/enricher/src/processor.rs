@@ -1,11 +1,16 @@
-//! The exactly-once loop: consume a batch of raw events and person records, attribute them, and
-//! produce the attributed events, the person records for users, both stores' new state
-//! (changelogs) and the consumed offsets in one Kafka transaction. Either all of a batch's
-//! effects become visible to `read_committed` readers or none do.
+//! The exactly-once loops, one per stage, each on a thread of its own (so that the two stages
+//! use both cores): consume a batch, attribute it, and produce the attributed events, the
+//! records for the next stage, the store's new state (changelog) and the consumed offsets in one
+//! Kafka transaction. Either all of a batch's effects become visible to `read_committed` readers
+//! or none do.
 //!
-//! One consumer in one group reads both inputs: the raw topic (keyed by device) and the person
-//! topic (keyed by user, written by this loop itself). A partition of either is owned by one
-//! instance at a time, with its store restored from the changelog partition of the same number.
+//! - The device stage reads the raw topic (keyed by device) in the group `group_id` and writes,
+//!   besides attributed events, the person topic.
+//! - The person stage reads the person topic (keyed by user) in the group `<group_id>.person`.
+//!
+//! A partition is owned by one instance's stage at a time, with its store restored from the
+//! changelog partition of the same number. Each stage has its own transactional id
+//! (`<transactional_id>` and `<transactional_id>.person`), so each fences its own zombies.
 //!
 //! On any error the transaction is aborted and the whole session (consumer, producer, state)
 //! is rebuilt: the consumer restarts from the committed offsets and the state is restored
@@ -24,7 +29,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use touchstream_avro::DlqRecord;
+use touchstream_avro::{DlqRecord, SourcePosition, Stage};
 use touchstream_model::RawEvent;
 use touchstream_model::time::now_ms;
 use touchstream_runtime::{Health, Shutdown};
@@ -40,18 +45,49 @@ use crate::state::{Store, Stored, restored_key};
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Which input (and store) a partition belongs to.
+/// Which stage: its input (and store).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Input {
+pub enum Input {
     Raw,
     Person,
+}
+
+impl Input {
+    /// The health check and log name of the stage.
+    pub fn name(self) -> &'static str {
+        match self {
+            Input::Raw => "device stage",
+            Input::Person => "person stage",
+        }
+    }
+
+    fn topic(self, cfg: &EnricherConfig) -> &str {
+        match self {
+            Input::Raw => &cfg.topics.raw,
+            Input::Person => &cfg.topics.person,
+        }
+    }
+
+    fn group_id(self, cfg: &EnricherConfig) -> String {
+        match self {
+            Input::Raw => cfg.group_id.clone(),
+            Input::Person => format!("{}.person", cfg.group_id),
+        }
+    }
+
+    fn suffixed(self, id: String) -> String {
+        match self {
+            Input::Raw => id,
+            Input::Person => format!("{id}.person"),
+        }
+    }
 }
 
 /// Records rebalances for the loop to act on between transactions, and exports lag.
 struct Context {
     changes: Mutex<Vec<Change>>,
     lag: touchstream_kafka::LagContext,
-    raw_topic: String,
+    input: Input,
 }
 
 enum Change {
@@ -63,14 +99,7 @@ impl Context {
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<(Input, i32)> {
         tpl.elements()
             .iter()
-            .map(|e| {
-                let input = if e.topic() == self.raw_topic {
-                    Input::Raw
-                } else {
-                    Input::Person
-                };
-                (input, e.partition())
-            })
+            .map(|e| (self.input, e.partition()))
             .collect()
     }
 }
@@ -97,13 +126,19 @@ impl ConsumerContext for Context {
     }
 }
 
-/// Runs sessions until shutdown; a failed session is rebuilt after a backoff.
-pub fn run(cfg: &EnricherConfig, attributor: &Attributor, health: &Health, shutdown: &Shutdown) {
+/// Runs one stage's sessions until shutdown; a failed session is rebuilt after a backoff.
+pub fn run(
+    cfg: &EnricherConfig,
+    attributor: &Attributor,
+    health: &Health,
+    shutdown: &Shutdown,
+    input: Input,
+) {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
-        health.not_ready("kafka", "starting session");
+        health.not_ready(input.name(), "starting session");
         let started = Instant::now();
-        match Session::start(cfg, attributor, health, shutdown).and_then(|mut s| s.run()) {
+        match Session::start(cfg, attributor, health, shutdown, input).and_then(|mut s| s.run()) {
             Ok(()) => return,
             Err(e) => {
                 metrics::restarts();
@@ -111,8 +146,8 @@ pub fn run(cfg: &EnricherConfig, attributor: &Attributor, health: &Health, shutd
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_millis(500);
                 }
-                health.not_ready("kafka", format!("restarting after: {e}"));
-                tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "enricher session failed, restarting");
+                health.not_ready(input.name(), format!("restarting after: {e}"));
+                tracing::error!(error = %e, stage = input.name(), retry_in_ms = backoff.as_millis() as u64, "enricher session failed, restarting");
                 let deadline = Instant::now() + backoff;
                 while Instant::now() < deadline && !shutdown.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(50));
@@ -130,7 +165,10 @@ struct Session<'a> {
     shutdown: &'a Shutdown,
     consumer: BaseConsumer<Context>,
     producer: BaseProducer,
+    input: Input,
+    /// The device stage's store (empty in the person stage).
     devices: Store<DeviceState>,
+    /// The person stage's store (empty in the device stage).
     persons: Store<PersonState>,
 }
 
@@ -140,23 +178,29 @@ impl<'a> Session<'a> {
         attributor: &'a Attributor,
         health: &'a Health,
         shutdown: &'a Shutdown,
+        input: Input,
     ) -> anyhow::Result<Self> {
-        let mut ccfg = cfg.kafka.consumer("touchstream-enricher", &cfg.group_id);
+        let mut ccfg = cfg
+            .kafka
+            .consumer("touchstream-enricher", &input.group_id(cfg));
         ccfg.set("statistics.interval.ms", "5000")
             .set("session.timeout.ms", cfg.session_timeout_ms.to_string());
         if let Some(id) = cfg.group_instance_id() {
-            ccfg.set("group.instance.id", id);
+            ccfg.set("group.instance.id", input.suffixed(id));
         }
         let context = Context {
             changes: Mutex::new(Vec::new()),
             lag: touchstream_kafka::LagContext::new("enricher"),
-            raw_topic: cfg.topics.raw.clone(),
+            input,
         };
         let consumer: BaseConsumer<Context> = ccfg.create_with_context(context)?;
-        consumer.subscribe(&[&cfg.topics.raw, &cfg.topics.person])?;
+        consumer.subscribe(&[input.topic(cfg)])?;
         let producer: BaseProducer = cfg
             .kafka
-            .transactional_producer("touchstream-enricher", &cfg.transactional_id())
+            .transactional_producer(
+                "touchstream-enricher",
+                &input.suffixed(cfg.transactional_id()),
+            )
             .create()?;
         // Fences an earlier incarnation with the same transactional id and aborts what it left open.
         producer.init_transactions(TXN_TIMEOUT)?;
@@ -167,19 +211,20 @@ impl<'a> Session<'a> {
             shutdown,
             consumer,
             producer,
+            input,
             devices: Store::default(),
             persons: Store::default(),
         })
     }
 
     fn run(&mut self) -> anyhow::Result<()> {
-        self.health.ready("kafka");
+        self.health.ready(self.input.name());
         while !self.shutdown.is_cancelled() {
             let batch = self.poll_batch()?;
             self.apply_rebalances()?;
             let batch: Vec<OwnedMessage> = batch
                 .into_iter()
-                .filter(|m| match self.input(m) {
+                .filter(|m| match self.input {
                     Input::Raw => self.devices.owns(m.partition()),
                     Input::Person => self.persons.owns(m.partition()),
                 })
@@ -193,7 +238,10 @@ impl<'a> Session<'a> {
                 return Err(e);
             }
         }
-        tracing::info!("enricher drained: last transaction committed");
+        tracing::info!(
+            stage = self.input.name(),
+            "enricher drained: last transaction committed"
+        );
         self.consumer.unsubscribe();
         Ok(())
     }
@@ -215,14 +263,6 @@ impl<'a> Session<'a> {
             }
         }
         Ok(batch)
-    }
-
-    fn input(&self, m: &OwnedMessage) -> Input {
-        if m.topic() == self.cfg.topics.raw {
-            Input::Raw
-        } else {
-            Input::Person
-        }
     }
 
     /// Drops the state of revoked partitions and restores that of assigned ones, before any
@@ -256,8 +296,8 @@ impl<'a> Session<'a> {
         let cfg = self.cfg;
         type Restored = (Input, i32, Duration, anyhow::Result<Restore>);
         enum Restore {
-            Devices(Vec<(String, DeviceState, usize)>, u64),
-            Persons(Vec<(String, PersonState, usize)>, u64),
+            Devices(Vec<(String, DeviceState, usize)>),
+            Persons(Vec<(String, PersonState, usize)>),
         }
         let restored: Vec<Restored> = std::thread::scope(|scope| {
             let handles: Vec<_> = assigned
@@ -268,14 +308,14 @@ impl<'a> Session<'a> {
                         let result = match input {
                             Input::Raw => {
                                 restore_partition::<DeviceState>(cfg, &cfg.topics.changelog, p)
-                                    .map(|(s, n)| Restore::Devices(s, n))
+                                    .map(Restore::Devices)
                             }
                             Input::Person => restore_partition::<PersonState>(
                                 cfg,
                                 &cfg.topics.person_changelog,
                                 p,
                             )
-                            .map(|(s, n)| Restore::Persons(s, n)),
+                            .map(Restore::Persons),
                         };
                         (input, p, started.elapsed(), result)
                     })
@@ -297,28 +337,34 @@ impl<'a> Session<'a> {
                 .collect()
         });
         for (input, p, took, result) in restored {
-            let (n, records) = match result? {
-                Restore::Devices(states, records) => {
+            let n = match result? {
+                Restore::Devices(states) => {
                     let n = states.len();
                     self.devices.insert_partition(p, states);
-                    (n, records)
+                    n
                 }
-                Restore::Persons(states, records) => {
+                Restore::Persons(states) => {
                     let n = states.len();
                     self.persons.insert_partition(p, states);
-                    (n, records)
+                    n
                 }
             };
-            metrics::restored(input_name(input), p, n, records, took);
+            metrics::restored(input_name(input), p, n, took);
         }
         Ok(())
     }
 
     fn export_state_size(&self) {
-        let (devices, device_bytes) = self.devices.size();
-        let (persons, person_bytes) = self.persons.size();
-        metrics::state("device", devices, device_bytes);
-        metrics::state("person", persons, person_bytes);
+        match self.input {
+            Input::Raw => {
+                let (devices, bytes) = self.devices.size();
+                metrics::state("device", devices, bytes);
+            }
+            Input::Person => {
+                let (persons, bytes) = self.persons.size();
+                metrics::state("person", persons, bytes);
+            }
+        }
     }
 
     fn transact(&mut self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
@@ -332,12 +378,8 @@ impl<'a> Session<'a> {
             dirty_persons: HashSet::new(),
         };
         let mut next_offsets: BTreeMap<(Input, i32), i64> = BTreeMap::new();
+        let input = self.input;
         for msg in batch {
-            let input = if msg.topic() == self.cfg.topics.raw {
-                Input::Raw
-            } else {
-                Input::Person
-            };
             next_offsets.insert((input, msg.partition()), msg.offset() + 1);
             match input {
                 Input::Raw => raw_record(self.attributor, &mut self.devices, &mut out, msg)?,
@@ -346,23 +388,21 @@ impl<'a> Session<'a> {
         }
         // One changelog record per state touched, on the partition of its input.
         for (partition, key) in &out.dirty_devices {
-            let bytes = self.devices.encode(*partition, key)?;
-            send(
+            let records = self.devices.changelog(*partition, key)?;
+            write_changelog(
                 &self.producer,
-                BaseRecord::to(&self.cfg.topics.changelog)
-                    .key(key.as_bytes())
-                    .payload(&bytes[..])
-                    .partition(*partition),
+                &self.cfg.topics.changelog,
+                *partition,
+                &records,
             )?;
         }
         for (partition, key) in &out.dirty_persons {
-            let bytes = self.persons.encode(*partition, key)?;
-            send(
+            let records = self.persons.changelog(*partition, key)?;
+            write_changelog(
                 &self.producer,
-                BaseRecord::to(&self.cfg.topics.person_changelog)
-                    .key(key.as_bytes())
-                    .payload(&bytes[..])
-                    .partition(*partition),
+                &self.cfg.topics.person_changelog,
+                *partition,
+                &records,
             )?;
         }
         let mut offsets = TopicPartitionList::new();
@@ -455,15 +495,18 @@ impl Out<'_> {
 
     fn dead_letter(&mut self, msg: &OwnedMessage, stage_reason: String) -> anyhow::Result<()> {
         metrics::poison();
-        let record = DlqRecord {
-            stage: "enricher".into(),
-            reason: stage_reason,
-            payload: msg.payload().unwrap_or_default().to_vec(),
-            source_topic: Some(msg.topic().to_owned()),
-            source_partition: Some(msg.partition()),
-            source_offset: Some(msg.offset()),
-            failed_at: now_ms(),
-        };
+        let record = DlqRecord::from_source(
+            Stage::Enricher,
+            msg.payload().unwrap_or_default(),
+            &stage_reason,
+            SourcePosition {
+                topic: msg.topic(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+                key: msg.key(),
+            },
+            now_ms(),
+        );
         self.buf.clear();
         touchstream_avro::encode_into(&record, &mut self.buf)?;
         send(
@@ -560,6 +603,26 @@ fn record_kind(record: &PersonRecord) -> &'static str {
     }
 }
 
+/// A state's changelog records, on the partition of its input (`None`: a tombstone).
+fn write_changelog(
+    producer: &BaseProducer,
+    topic: &str,
+    partition: i32,
+    records: &[(String, Option<Vec<u8>>)],
+) -> anyhow::Result<()> {
+    for (key, payload) in records {
+        let record = BaseRecord::<[u8], [u8]>::to(topic)
+            .key(key.as_bytes())
+            .partition(partition);
+        let record = match payload {
+            Some(bytes) => record.payload(&bytes[..]),
+            None => record,
+        };
+        send(producer, record)?;
+    }
+    Ok(())
+}
+
 /// Sends, waiting for queue space instead of failing when the local queue is full.
 fn send<K, P>(producer: &BaseProducer, record: BaseRecord<'_, K, P>) -> anyhow::Result<()>
 where
@@ -585,17 +648,13 @@ fn is_transient(e: &KafkaError) -> bool {
         | RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::OperationTimedOut))
 }
 
-/// A restored partition: `(key, state, encoded length)` per key.
-type PartitionStates<S> = Vec<(String, S, usize)>;
-
 /// Reads one changelog partition from the beginning to its end (read_committed), once no
-/// transaction is open on it: `(key, state, encoded length)` per key still present, and how
-/// many records were read.
+/// transaction is open on it: `(key, state, encoded length)` per key still present.
 fn restore_partition<S: Stored>(
     cfg: &EnricherConfig,
     topic: &str,
     partition: i32,
-) -> anyhow::Result<(PartitionStates<S>, u64)> {
+) -> anyhow::Result<Vec<(String, S, usize)>> {
     let mut ccfg = cfg.kafka.consumer(
         "touchstream-enricher-restore",
         &format!("{}-restore", cfg.group_id),
@@ -604,17 +663,14 @@ fn restore_partition<S: Stored>(
     // broker hold that fetch for the default half second.
     ccfg.set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "20");
-    let consumer: BaseConsumer = ccfg.create()?;
+    let consumer: BaseConsumer<RestoreContext> = ccfg.create_with_context(RestoreContext)?;
     let deadline = Instant::now() + RESTORE_TIMEOUT;
     wait_for_open_transactions(cfg, &consumer, topic, partition, deadline)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
-    // The latest record of each key, decoded once at the end: a changelog holds one record
-    // per transaction that touched a key (until compaction), and decoding each would cost
-    // most of the restore.
-    let mut latest: std::collections::HashMap<String, Option<Vec<u8>>> = Default::default();
-    let mut records = 0;
+    // The latest record per key; a tombstone deletes it.
+    let mut records: std::collections::HashMap<String, Vec<u8>> = Default::default();
     loop {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -625,23 +681,19 @@ fn restore_partition<S: Stored>(
                 let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
                     continue;
                 };
-                records += 1;
-                latest.insert(restored_key(key), m.payload().map(<[u8]>::to_vec));
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                let mut states = Vec::with_capacity(latest.len());
-                for (key, bytes) in latest {
-                    let Some(bytes) = bytes else { continue };
-                    match S::decode(&bytes) {
-                        Ok(state) => states.push((key, state, bytes.len())),
-                        // A state this build cannot read: start that key afresh rather than stop.
-                        Err(e) => {
-                            tracing::error!(error = %e, %key, topic, partition, "unreadable state skipped")
-                        }
+                let key = restored_key(key);
+                match m.payload() {
+                    None => {
+                        records.remove(&key);
+                    }
+                    Some(bytes) => {
+                        records.insert(key, bytes.to_vec());
                     }
                 }
-                return Ok((states, records));
             }
+            // A state this build cannot read is skipped (that key starts afresh) rather than
+            // stopping the partition.
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(S::restore(records)),
             Some(Err(e)) if is_transient(&e) => {
                 tracing::warn!(error = %e, "restore consumer error")
             }
@@ -650,6 +702,28 @@ fn restore_partition<S: Stored>(
         }
     }
 }
+
+/// The restore consumer's context. A restore reads each changelog partition to its end and
+/// knows it is done by the end-of-partition event; librdkafka also reports that event as a
+/// client error, which the default context logs at ERROR on every restore. Here it is what it
+/// is, the expected end, and only other errors are logged.
+struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_)
+        );
+        if end_of_partition {
+            tracing::debug!(reason, "changelog partition read to its end");
+        } else {
+            tracing::error!(error = %error, reason, "kafka restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
 
 /// Waits until the changelog partition has no open transaction (its last stable offset has
 /// reached its high watermark).
@@ -660,9 +734,9 @@ fn restore_partition<S: Stored>(
 /// pending transactional commits) while our state lacks its changelog records: every later
 /// event of those visitors would be attributed from stale state. Waiting here for the
 /// transaction to end (commit, or abort by its timeout) keeps state and offsets in step.
-fn wait_for_open_transactions(
+fn wait_for_open_transactions<C: ConsumerContext>(
     cfg: &EnricherConfig,
-    committed: &BaseConsumer,
+    committed: &BaseConsumer<C>,
     topic: &str,
     partition: i32,
     deadline: Instant,

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::device::DeviceState;
-use crate::person::PersonState;
+use crate::person::{PersonState, Retained};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -30,6 +30,9 @@ pub enum StateError {
     #[error("empty state")]
     Empty,
 }
+
+/// Changelog records: `(key, payload)`, a `None` payload deleting the key.
+pub type Records = Vec<(String, Option<Vec<u8>>)>;
 
 /// A state kept in a changelog.
 pub trait Stored: Default + Serialize + DeserializeOwned {
@@ -55,6 +58,27 @@ pub trait Stored: Default + Serialize + DeserializeOwned {
     fn decode_earlier(bytes: &[u8]) -> Result<Self, StateError> {
         Err(StateError::UnknownEncoding(bytes[0]))
     }
+
+    /// The changelog records that bring `key`'s state up to date: `(key, payload)`, a `None`
+    /// payload deleting the key. By default one record, the whole state.
+    fn changelog(&mut self, key: &str) -> Result<Records, StateError> {
+        Ok(vec![(key.to_owned(), Some(self.encode()?))])
+    }
+
+    /// The states of one restored changelog partition, from its latest record per key:
+    /// `(key, state, encoded length)`. Undecodable records are skipped (and logged).
+    fn restore(records: HashMap<String, Vec<u8>>) -> Vec<(String, Self, usize)> {
+        records
+            .into_iter()
+            .filter_map(|(key, bytes)| match Self::decode(&bytes) {
+                Ok(state) => Some((key, state, bytes.len())),
+                Err(e) => {
+                    tracing::error!(error = %e, %key, "unreadable state skipped");
+                    None
+                }
+            })
+            .collect()
+    }
 }
 
 impl Stored for DeviceState {
@@ -70,8 +94,146 @@ impl Stored for DeviceState {
     }
 }
 
+/// A user's state is written as one record for everything but its conversions (key
+/// `site_id/user_id`) and one per kept conversion (key `site_id/user_id` + U+001F + the
+/// conversion's event id), so that a transaction writes only what changed: a heavy buyer's
+/// conversions are not encoded again with every click.
 impl Stored for PersonState {
     const VERSION: u8 = 1;
+
+    fn encode(&self) -> Result<Vec<u8>, StateError> {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.push(Self::VERSION);
+        bincode::serialize_into(&mut bytes, &PersonCore::of(self))?;
+        Ok(bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        match bytes.first() {
+            Some(&v) if v == Self::VERSION => {
+                let core: PersonCoreOwned = bincode::deserialize(&bytes[1..])?;
+                Ok(core.into_state())
+            }
+            Some(&other) => Err(StateError::UnknownEncoding(other)),
+            None => Err(StateError::Empty),
+        }
+    }
+
+    fn changelog(&mut self, key: &str) -> Result<Records, StateError> {
+        let mut records = vec![(key.to_owned(), Some(self.encode()?))];
+        for id in std::mem::take(&mut self.removed) {
+            if !self.conversions.iter().any(|c| c.event.raw.event_id == id) {
+                records.push((conversion_key(key, &id), None));
+            }
+        }
+        for c in self.conversions.iter_mut().filter(|c| c.changed) {
+            c.changed = false;
+            let mut bytes = Vec::with_capacity(1024);
+            bytes.push(CONVERSION_VERSION);
+            bincode::serialize_into(&mut bytes, &*c)?;
+            records.push((conversion_key(key, &c.event.raw.event_id), Some(bytes)));
+        }
+        Ok(records)
+    }
+
+    fn restore(records: HashMap<String, Vec<u8>>) -> Vec<(String, Self, usize)> {
+        let mut states: HashMap<String, (Self, usize)> = HashMap::new();
+        let mut conversions: Vec<(String, Retained, usize)> = Vec::new();
+        for (key, bytes) in records {
+            match key.split_once(CONVERSION_SEPARATOR) {
+                Some((person, _)) => match decode_conversion(&bytes) {
+                    Ok(c) => conversions.push((person.to_owned(), c, bytes.len())),
+                    Err(e) => tracing::error!(error = %e, %key, "unreadable conversion skipped"),
+                },
+                None => match Self::decode(&bytes) {
+                    Ok(state) => {
+                        let len = bytes.len();
+                        match states.get_mut(&key) {
+                            // Conversions restored before their person's record.
+                            Some((existing, n)) => {
+                                let kept = std::mem::take(&mut existing.conversions);
+                                *existing = state;
+                                existing.conversions = kept;
+                                *n += len;
+                            }
+                            None => {
+                                states.insert(key, (state, len));
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, %key, "unreadable state skipped"),
+                },
+            }
+        }
+        for (person, c, len) in conversions {
+            let (state, n) = states.entry(person).or_default();
+            state.conversions.push(c);
+            *n += len;
+        }
+        states
+            .into_iter()
+            .map(|(key, (mut state, len))| {
+                state
+                    .conversions
+                    .sort_by(|a, b| a.event.order_key().cmp(&b.event.order_key()));
+                (key, state, len)
+            })
+            .collect()
+    }
+}
+
+const CONVERSION_VERSION: u8 = 1;
+const CONVERSION_SEPARATOR: char = '\u{1f}';
+
+fn conversion_key(person: &str, event_id: &str) -> String {
+    format!("{person}{CONVERSION_SEPARATOR}{event_id}")
+}
+
+fn decode_conversion(bytes: &[u8]) -> Result<Retained, StateError> {
+    match bytes.first() {
+        Some(&CONVERSION_VERSION) => Ok(bincode::deserialize(&bytes[1..])?),
+        Some(&other) => Err(StateError::UnknownEncoding(other)),
+        None => Err(StateError::Empty),
+    }
+}
+
+/// A user's state without its conversions, as its main changelog record holds it.
+#[derive(Serialize)]
+struct PersonCore<'a> {
+    devices: &'a [crate::person::LinkedDevice],
+    touches: &'a [crate::person::PersonTouch],
+    settled: crate::records::Counts,
+    max_event_time: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct PersonCoreOwned {
+    devices: Vec<crate::person::LinkedDevice>,
+    touches: Vec<crate::person::PersonTouch>,
+    settled: crate::records::Counts,
+    max_event_time: i64,
+}
+
+impl<'a> PersonCore<'a> {
+    fn of(p: &'a PersonState) -> Self {
+        Self {
+            devices: &p.devices,
+            touches: &p.touches,
+            settled: p.settled,
+            max_event_time: p.max_event_time,
+        }
+    }
+}
+
+impl PersonCoreOwned {
+    fn into_state(self) -> PersonState {
+        let mut p = PersonState::default();
+        p.devices = self.devices;
+        p.touches = self.touches;
+        p.settled = self.settled;
+        p.max_event_time = self.max_event_time;
+        p
+    }
 }
 
 struct Entry<S> {
@@ -135,8 +297,10 @@ impl<S: Stored> Store<S> {
         }
     }
 
-    /// Encodes one state for the changelog and updates the size accounting.
-    pub fn encode(&mut self, partition: i32, key: &str) -> Result<Vec<u8>, StateError> {
+    /// The changelog records of one state (see [`Stored::changelog`]), with the size
+    /// accounting updated (a rough figure for states written as several records: what was
+    /// written last, plus what was there before).
+    pub fn changelog(&mut self, partition: i32, key: &str) -> Result<Records, StateError> {
         let Some(e) = self
             .partitions
             .get_mut(&partition)
@@ -144,10 +308,25 @@ impl<S: Stored> Store<S> {
         else {
             return Ok(Vec::new());
         };
-        let bytes = e.state.encode()?;
-        self.bytes = self.bytes + bytes.len() - e.encoded_len;
-        e.encoded_len = bytes.len();
-        Ok(bytes)
+        let records = e.state.changelog(key)?;
+        let main = records
+            .first()
+            .and_then(|(_, b)| b.as_ref())
+            .map_or(0, Vec::len);
+        let others: usize = records
+            .iter()
+            .skip(1)
+            .filter_map(|(_, b)| b.as_ref())
+            .map(Vec::len)
+            .sum();
+        let len = if records.len() > 1 || others > 0 {
+            e.encoded_len.max(main) + others
+        } else {
+            main
+        };
+        self.bytes = self.bytes + len - e.encoded_len;
+        e.encoded_len = len;
+        Ok(records)
     }
 
     /// (states, encoded bytes).
@@ -262,7 +441,7 @@ mod tests {
         let t = 1_795_600_000_000 + i * 60_000;
         let purchase = page_url.contains("thanks");
         RawEvent {
-            user_id: (i > 2).then(|| "u-1".into()),
+            user_id: (i == 270).then(|| "u-1".into()),
             referrer: referrer.map(str::to_string),
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0".into()),
             order_id: purchase.then(|| "o-1".into()),
@@ -322,6 +501,71 @@ mod tests {
         assert!(bytes.len() < serde_json::to_vec(&d).unwrap().len());
         let p = PersonState::default();
         assert_eq!(PersonState::decode(&p.encode().unwrap()).unwrap(), p);
+    }
+
+    #[test]
+    fn a_users_conversions_have_changelog_records_of_their_own() {
+        let attributor = Attributor::new(&EnricherConfig::default()).unwrap();
+        let mut d = DeviceState::default();
+        let mut p = PersonState::default();
+        let mut feed = |e: RawEvent, p: &mut PersonState| {
+            for (user, record) in attributor.device_event(&mut d, e).to_persons {
+                attributor.person_record(p, &user, record);
+            }
+        };
+        let signed_in = |e: RawEvent| RawEvent {
+            user_id: Some("u-1".into()),
+            ..e
+        };
+        feed(
+            signed_in(event(0, "https://shop.example/", Some("https://t.co/x"))),
+            &mut p,
+        );
+        feed(
+            signed_in(event(1, "https://shop.example/thanks", None)),
+            &mut p,
+        );
+        feed(
+            signed_in(event(2, "https://shop.example/thanks", None)),
+            &mut p,
+        );
+        assert_eq!(p.conversions.len(), 2);
+        let key = "default/u-1";
+        let first = p.changelog(key).unwrap();
+        assert_eq!(first.len(), 3, "the person and its two conversions");
+        let records: HashMap<String, Vec<u8>> = first
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().unwrap()))
+            .collect();
+        let restored = PersonState::restore(records.clone());
+        assert_eq!(restored.len(), 1);
+        let (k, back, _) = &restored[0];
+        assert_eq!(k, key);
+        assert_eq!(back.touches, p.touches);
+        assert_eq!(back.devices, p.devices);
+        let ids = |s: &PersonState| -> Vec<String> {
+            s.conversions
+                .iter()
+                .map(|c| c.event.raw.event_id.clone())
+                .collect()
+        };
+        assert_eq!(ids(back), ids(&p));
+        assert_eq!(back.conversions[1].credited, p.conversions[1].credited);
+        // Nothing changed: only the person's own record again.
+        assert_eq!(p.changelog(key).unwrap().len(), 1);
+        // A conversion handed over (a late sign-in elsewhere) is deleted from the changelog.
+        let taken = p.take_conversions_from(i64::MIN);
+        assert_eq!(taken.len(), 2);
+        let after = p.changelog(key).unwrap();
+        assert_eq!(after.iter().filter(|(_, v)| v.is_none()).count(), 2);
+        let mut records = records;
+        for (k, v) in after {
+            match v {
+                Some(v) => records.insert(k, v),
+                None => records.remove(&k),
+            };
+        }
+        assert!(PersonState::restore(records)[0].1.conversions.is_empty());
     }
 
     #[test]

@@ -12,7 +12,9 @@
   try {
     const script = d.currentScript || d.querySelector('script[src*="/t.js"]');
     const opt = script.dataset;
-    const endpoint = opt.endpoint || new URL('/v1/events', script.src).href;
+    const url = new URL(opt.endpoint || '/v1/events', script.src);
+    if (opt.writeKey) url.searchParams.set('write_key', opt.writeKey); // names the site
+    const endpoint = url.href;
     const siteHosts = (opt.siteHosts || '').toLowerCase().split(/[\s,]+/).filter(Boolean);
     const useCookie = opt.storage !== 'localstorage';
     const off = opt.respectDnt === 'true' && (n.doNotTrack === '1' || !!n.globalPrivacyControl);

@@ -6,22 +6,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use touchstream_avro::DlqRecord;
 use touchstream_model::incoming::{ServerContext, ValidationLimits, anonymize_ip, validate};
+use touchstream_model::received_via;
 use touchstream_model::time::now_ms;
-use touchstream_model::{DEFAULT_SITE, received_via};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::body::{self, BodyError, Limits};
 use crate::delivery::{Delivery, DeliveryError};
+use crate::limits::{self, HeaderLimits};
+use crate::proxy::TrustedProxies;
+use crate::segment::{self, SegmentState, mapping::Mapping};
+use crate::sites::{Site, SiteError, Sites};
 use crate::{ProducerConfig, metrics};
+
+/// Most event errors one answer lists; the rest are counted in `errors_omitted` (a batch of
+/// 500 events with 16 problems each would otherwise be a megabyte of errors).
+pub const MAX_LISTED_ERRORS: usize = 100;
 
 /// The browser tracker, served at `/t.js`.
 pub const TRACKER_JS: &str = include_str!("../assets/t.js");
@@ -37,11 +46,28 @@ struct AppState {
     delivery: Arc<Delivery>,
     limits: Limits,
     validation: ValidationLimits,
-    honour_dnt: bool,
     retry_after_secs: u32,
+    body_read_timeout: Duration,
+    sites: Arc<Sites>,
+    proxies: TrustedProxies,
 }
 
-pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>) -> Router {
+/// The collector's routes. `mapping` is the Segment mapping every site starts from.
+pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>, mapping: Arc<Mapping>) -> Router {
+    let sites = Arc::new(Sites::new(cfg, mapping));
+    // Checked by `ProducerConfig::validate` at start-up.
+    let proxies = TrustedProxies::parse(&cfg.trusted_proxies).unwrap_or_default();
+    let segment_state = Arc::new(SegmentState {
+        delivery: delivery.clone(),
+        sites: sites.clone(),
+        proxies: proxies.clone(),
+        validation: ValidationLimits::default(),
+        max_body_bytes: cfg.max_body_bytes,
+        body_read_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
+        max_message_bytes: cfg.segment.max_message_bytes,
+        max_batch_bytes: cfg.segment.max_batch_bytes,
+        retry_after_secs: cfg.retry_after_secs,
+    });
     let state = Arc::new(AppState {
         delivery,
         limits: Limits {
@@ -50,31 +76,69 @@ pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>) -> Router {
             max_batch_events: cfg.max_batch_events,
         },
         validation: ValidationLimits::default(),
-        honour_dnt: cfg.honour_do_not_track,
         retry_after_secs: cfg.retry_after_secs,
+        body_read_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
+        sites: sites.clone(),
+        proxies,
+    });
+    let header_limits = Arc::new(HeaderLimits {
+        max_user_agent_bytes: cfg.max_user_agent_bytes,
+        max_body_bytes: cfg.max_body_bytes,
     });
     Router::new()
         .route("/v1/events", post(collect))
         .route("/v1/import", post(import))
         .route("/v1/p.gif", get(pixel))
         .route("/t.js", get(tracker))
-        .layer(cors(&cfg.cors_origins))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(segment::router(segment_state))
+        .fallback(unknown_route)
+        .layer(axum::middleware::from_fn_with_state(
+            header_limits,
+            limits::guard,
+        ))
+        .layer(cors(sites))
 }
 
-fn cors(origins: &[String]) -> CorsLayer {
+/// Every answer of the collector names its problem in JSON, unknown paths too; misdirected
+/// traffic (an SDK pointed at the wrong path) is counted, not just refused.
+async fn unknown_route() -> Response {
+    metrics::request("(unknown)", 404);
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "no such path: the API is POST /v1/events, GET /v1/p.gif and GET /t.js, and Segment's tracking API (POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/alias, /v1/group)" })),
+    )
+        .into_response()
+}
+
+pub(crate) async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({ "error": "method not allowed on this path: POST /v1/events, GET /v1/p.gif, GET /t.js, POST for the Segment routes" })),
+    )
+        .into_response()
+}
+
+/// Preflights are answered for any origin some site accepts; each route then checks the
+/// origin against the site the request names.
+fn cors(sites: Arc<Sites>) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([CONTENT_TYPE, axum::http::header::CONTENT_ENCODING])
+        .allow_headers([
+            CONTENT_TYPE,
+            axum::http::header::CONTENT_ENCODING,
+            // analytics.js sends its write key as HTTP Basic, and its retry count.
+            axum::http::header::AUTHORIZATION,
+            axum::http::HeaderName::from_static("x-retry-count"),
+        ])
         .max_age(Duration::from_secs(86_400));
-    if origins.iter().any(|o| o == "*") {
+    if sites.any_allows_every_origin() {
         layer.allow_origin(Any)
     } else {
-        let list: Vec<HeaderValue> = origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
-            .collect();
-        layer.allow_origin(AllowOrigin::list(list))
+        layer.allow_origin(AllowOrigin::predicate(move |origin, _| {
+            sites.any_allows_origin(origin)
+        }))
     }
 }
 
@@ -95,6 +159,9 @@ pub struct CollectResponse {
     pub ignored: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<EventError>,
+    /// Errors not listed, past [`MAX_LISTED_ERRORS`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub errors_omitted: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -104,22 +171,37 @@ fn is_zero(n: &usize) -> bool {
 pub enum ApiError {
     Body(BodyError),
     Delivery(DeliveryError, u32),
+    Site(SiteError),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
+            ApiError::Site(e) => e.into_response(),
             ApiError::Body(e) => {
                 let status = match e {
                     BodyError::TooLarge { .. }
                     | BodyError::DecompressedTooLarge { .. }
                     | BodyError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                    BodyError::UnsupportedMediaType(_) | BodyError::UnsupportedEncoding(_) => {
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE
-                    }
+                    BodyError::UnsupportedMediaType(_)
+                    | BodyError::UnsupportedEncoding(_)
+                    | BodyError::RepeatedHeader { .. }
+                    | BodyError::NonAsciiHeader { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    BodyError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
                     _ => StatusCode::BAD_REQUEST,
                 };
-                (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+                // Refused before the body was read whole: the connection cannot carry more.
+                let unread = matches!(
+                    e,
+                    BodyError::TooLarge { .. } | BodyError::ReadTimeout { .. } | BodyError::Read(_)
+                );
+                let mut r =
+                    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response();
+                if unread {
+                    r.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                r
             }
             ApiError::Delivery(e, retry_after) => {
                 let status = match e {
@@ -145,33 +227,46 @@ fn wants_no_tracking(headers: &HeaderMap) -> bool {
 }
 
 fn server_context(
+    state: &AppState,
+    site: &Site,
     headers: &HeaderMap,
     peer: SocketAddr,
     received_via: &'static str,
 ) -> ServerContext {
     ServerContext {
         received_at: now_ms(),
-        ip: Some(anonymize_ip(peer.ip())),
+        ip: Some(anonymize_ip(state.proxies.client_ip(peer.ip(), headers))),
         user_agent: headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
-        site_id: DEFAULT_SITE.to_owned(),
+        site_id: site.id.clone(),
         received_via,
     }
+}
+
+/// `write_key` of a query string (t.js puts its `data-write-key` there: sendBeacon cannot
+/// set headers).
+fn query_write_key(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "write_key")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// `POST /v1/events`: live events; clock skew is corrected against `sent_at`.
 async fn collect(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let response = match collect_inner(&state, peer, &headers, body, received_via::EVENTS).await {
-        Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(e) => e.into_response(),
-    };
+    let key = query_write_key(query.as_deref());
+    let response =
+        match collect_inner(&state, peer, &headers, key, body, received_via::EVENTS).await {
+            Ok((status, body)) => (status, Json(body)).into_response(),
+            Err(e) => e.into_response(),
+        };
     metrics::request("/v1/events", response.status().as_u16());
     response
 }
@@ -181,13 +276,16 @@ async fn collect(
 async fn import(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let response = match collect_inner(&state, peer, &headers, body, received_via::IMPORT).await {
-        Ok((status, body)) => (status, Json(body)).into_response(),
-        Err(e) => e.into_response(),
-    };
+    let key = query_write_key(query.as_deref());
+    let response =
+        match collect_inner(&state, peer, &headers, key, body, received_via::IMPORT).await {
+            Ok((status, body)) => (status, Json(body)).into_response(),
+            Err(e) => e.into_response(),
+        };
     metrics::request("/v1/import", response.status().as_u16());
     response
 }
@@ -196,26 +294,34 @@ async fn collect_inner(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
+    write_key: Option<String>,
     body: Body,
     received_via: &'static str,
 ) -> Result<(StatusCode, CollectResponse), ApiError> {
+    let site = state
+        .sites
+        .resolve(headers, write_key.as_deref())
+        .map_err(ApiError::Site)?
+        .site;
     let reject_body = |e: BodyError| {
         metrics::rejected(e.category(), 1);
         ApiError::Body(e)
     };
     let gzip = body::check_headers(headers).map_err(reject_body)?;
-    let raw = body::read(body, state.limits.max_body_bytes)
+    let raw = body::read(body, state.limits.max_body_bytes, state.body_read_timeout)
         .await
         .map_err(reject_body)?;
     let events = match body::parse(&raw, gzip, &state.limits) {
         Ok(events) => events,
         Err(e) => {
-            // The client is told, and the payload is kept with the reason.
-            state.delivery.dead_letter(&raw, &e.to_string()).await;
+            // The client is told, and the payload is kept as received with the reason.
+            let record = DlqRecord::producer(&raw, &e.to_string(), now_ms())
+                .with_content_encoding(gzip.then_some("gzip"));
+            state.delivery.dead_letter_all(vec![record]).await;
             return Err(reject_body(e));
         }
     };
-    if state.honour_dnt && wants_no_tracking(headers) {
+    if site.honour_dnt && wants_no_tracking(headers) {
         metrics::dropped_do_not_track(events.len() as u64);
         return Ok((
             StatusCode::OK,
@@ -224,14 +330,15 @@ async fn collect_inner(
                 rejected: 0,
                 ignored: events.len(),
                 errors: vec![],
+                errors_omitted: 0,
             },
         ));
     }
-    let ctx = server_context(headers, peer, received_via);
+    let ctx = server_context(state, &site, headers, peer, received_via);
     accept(state, &ctx, events).await
 }
 
-/// Validates each event, sends the valid ones, dead-letters the others.
+/// Validates each event, sends the valid ones and dead-letters the others, both at once.
 async fn accept(
     state: &AppState,
     ctx: &ServerContext,
@@ -239,7 +346,9 @@ async fn accept(
 ) -> Result<(StatusCode, CollectResponse), ApiError> {
     let mut valid = Vec::with_capacity(events.len());
     let mut errors = Vec::new();
+    let mut errors_omitted = 0;
     let mut rejected = 0;
+    let mut dead = Vec::new();
     for (index, value) in events.iter().enumerate() {
         match validate(value, ctx, &state.validation, || {
             uuid::Uuid::now_v7().to_string()
@@ -257,26 +366,33 @@ async fn accept(
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; ");
-                state
-                    .delivery
-                    .dead_letter(value.to_string().as_bytes(), &reason)
-                    .await;
-                errors.extend(field_errors.into_iter().map(|fe| EventError {
-                    index,
-                    field: fe.field,
-                    reason: fe.reason,
-                }));
+                dead.push(DlqRecord::producer(
+                    value.to_string().as_bytes(),
+                    &reason,
+                    ctx.received_at,
+                ));
+                for fe in field_errors {
+                    if errors.len() < MAX_LISTED_ERRORS {
+                        errors.push(EventError {
+                            index,
+                            field: fe.field,
+                            reason: fe.reason,
+                        });
+                    } else {
+                        errors_omitted += 1;
+                    }
+                }
             }
         }
     }
     if rejected > 0 {
         metrics::rejected("invalid_event", rejected as u64);
     }
-    state
-        .delivery
-        .send(&valid)
-        .await
-        .map_err(|e| ApiError::Delivery(e, state.retry_after_secs))?;
+    let (sent, ()) = tokio::join!(
+        state.delivery.send(&valid),
+        state.delivery.dead_letter_all(dead)
+    );
+    sent.map_err(|e| ApiError::Delivery(e, state.retry_after_secs))?;
     for e in &valid {
         metrics::accepted(e.event_type.as_str(), 1);
     }
@@ -292,6 +408,7 @@ async fn accept(
             rejected,
             ignored: 0,
             errors,
+            errors_omitted,
         },
     ))
 }
@@ -307,7 +424,12 @@ async fn pixel(
 ) -> Response {
     let mut event = Map::new();
     let mut properties = Map::new();
+    let mut write_key = None;
     for (k, v) in params {
+        if k == "write_key" {
+            write_key = Some(v);
+            continue;
+        }
         match k.strip_prefix("p.") {
             Some(prop) => properties.insert(prop.to_string(), Value::String(v)),
             // The pixel is the only place numbers arrive as text.
@@ -323,22 +445,56 @@ async fn pixel(
     if !properties.is_empty() {
         event.insert("properties".into(), Value::Object(properties));
     }
-    let status = if state.honour_dnt && wants_no_tracking(&headers) {
-        StatusCode::OK
-    } else {
-        let ctx = server_context(&headers, peer, received_via::PIXEL);
-        match accept(&state, &ctx, vec![Value::Object(event)]).await {
-            Ok((status, _)) => status,
-            Err(e) => e.into_response().status(),
+    let (status, problem) = match state.sites.resolve(&headers, write_key.as_deref()) {
+        Err(e) => {
+            let problem = e.to_string();
+            (ApiError::Site(e).into_response().status(), Some(problem))
+        }
+        Ok(r) if r.site.honour_dnt && wants_no_tracking(&headers) => (StatusCode::OK, None),
+        Ok(r) => {
+            let ctx = server_context(&state, &r.site, &headers, peer, received_via::PIXEL);
+            match accept(&state, &ctx, vec![Value::Object(event)]).await {
+                Ok((status, answer)) => (
+                    status,
+                    answer
+                        .errors
+                        .first()
+                        .map(|e| format!("{}: {}", e.field, e.reason)),
+                ),
+                Err(e) => (e.into_response().status(), None),
+            }
         }
     };
     metrics::request("/v1/p.gif", status.as_u16());
-    (
+    let mut response = (
         status,
         [(CONTENT_TYPE, "image/gif"), (CACHE_CONTROL, "no-store")],
         PIXEL_GIF,
     )
-        .into_response()
+        .into_response();
+    if let Some(problem) = problem.and_then(|p| problem_header(&p)) {
+        response.headers_mut().insert(PROBLEM_HEADER, problem);
+    }
+    response
+}
+
+/// The pixel answers a GIF whatever happened; this header names the first problem of a
+/// refused pixel event, for whoever debugs it.
+pub const PROBLEM_HEADER: &str = "x-touchstream-error";
+
+fn problem_header(problem: &str) -> Option<HeaderValue> {
+    let ascii: String = problem
+        .chars()
+        .take(200)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&ascii).ok()
 }
 
 async fn tracker() -> Response {

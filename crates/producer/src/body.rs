@@ -2,12 +2,14 @@
 //! can be wrong.
 
 use std::io::Read;
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use serde_json::Value;
+use touchstream_model::incoming::quote;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -16,11 +18,27 @@ pub enum BodyError {
     #[error("request body decompresses to more than {limit} bytes")]
     DecompressedTooLarge { limit: usize },
     #[error(
-        "content type {0:?} is not accepted: send application/json (or text/plain from sendBeacon)"
+        "content type {0} is not accepted: send application/json (or text/plain from sendBeacon)"
     )]
     UnsupportedMediaType(String),
-    #[error("content encoding {0:?} is not accepted: send gzip or no encoding")]
+    #[error("content encoding {0} is not accepted: send gzip or no encoding")]
     UnsupportedEncoding(String),
+    #[error("{count} {name} headers ({values}): send one")]
+    RepeatedHeader {
+        name: &'static str,
+        count: usize,
+        values: String,
+    },
+    #[error(
+        "the {name} header has a byte that is not printable ASCII (0x{byte:02x} at offset {at})"
+    )]
+    NonAsciiHeader {
+        name: &'static str,
+        byte: u8,
+        at: usize,
+    },
+    #[error("the request body did not arrive within {ms} ms")]
+    ReadTimeout { ms: u128 },
     #[error("body is not valid gzip: {0}")]
     BadGzip(String),
     #[error("body is not valid UTF-8 (first invalid byte at offset {0})")]
@@ -44,9 +62,11 @@ impl BodyError {
             Self::TooLarge { .. }
             | Self::DecompressedTooLarge { .. }
             | Self::TooManyEvents { .. } => "too_large",
-            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
-                "unsupported_media_type"
-            }
+            Self::UnsupportedMediaType(_)
+            | Self::UnsupportedEncoding(_)
+            | Self::RepeatedHeader { .. }
+            | Self::NonAsciiHeader { .. } => "unsupported_media_type",
+            Self::ReadTimeout { .. } => "read_timeout",
             Self::BadGzip(_)
             | Self::InvalidUtf8(_)
             | Self::InvalidJson(_)
@@ -63,12 +83,48 @@ pub struct Limits {
     pub max_batch_events: usize,
 }
 
-/// Checks the headers before the body is read, so a wrong client fails fast.
+/// The one value of header `name`, which must be printable ASCII; `None` when absent.
+fn single_ascii<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+    label: &'static str,
+) -> Result<Option<&'h str>, BodyError> {
+    let values: Vec<&HeaderValue> = headers.get_all(name).iter().collect();
+    if values.len() > 1 {
+        return Err(BodyError::RepeatedHeader {
+            name: label,
+            count: values.len(),
+            values: quote(
+                &values
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        });
+    }
+    let Some(value) = values.first() else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if let Some(at) = bytes
+        .iter()
+        .position(|b| !(0x20..0x7f).contains(b) && *b != b'\t')
+    {
+        return Err(BodyError::NonAsciiHeader {
+            name: label,
+            byte: bytes[at],
+            at,
+        });
+    }
+    Ok(value.to_str().ok())
+}
+
+/// Checks the headers before the body is read, so a wrong client fails fast. Each of
+/// Content-Type and Content-Encoding may come once, in printable ASCII; the encoding is one
+/// of gzip or none (a list such as `gzip, br` is refused).
 pub fn check_headers(headers: &HeaderMap) -> Result<bool, BodyError> {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = single_ascii(headers, &CONTENT_TYPE, "Content-Type")?.unwrap_or("");
     let mime = content_type
         .split(';')
         .next()
@@ -77,31 +133,49 @@ pub fn check_headers(headers: &HeaderMap) -> Result<bool, BodyError> {
         .to_ascii_lowercase();
     // sendBeacon with a string sends text/plain; no content type at all is treated the same.
     if !matches!(mime.as_str(), "application/json" | "text/plain" | "") {
-        return Err(BodyError::UnsupportedMediaType(content_type.to_string()));
+        return Err(BodyError::UnsupportedMediaType(quote(content_type)));
     }
-    match headers
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
+    match single_ascii(headers, &CONTENT_ENCODING, "Content-Encoding")?
         .map(|s| s.trim().to_ascii_lowercase())
     {
         None => Ok(false),
         Some(e) if e.is_empty() || e == "identity" => Ok(false),
         Some(e) if e == "gzip" || e == "x-gzip" => Ok(true),
-        Some(e) => Err(BodyError::UnsupportedEncoding(e)),
+        Some(e) => Err(BodyError::UnsupportedEncoding(quote(&e))),
     }
 }
 
-/// Reads the whole body within `max_body_bytes`.
-pub async fn read(body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // axum reports the length limit through the error's source chain.
-        let text = format!("{e:?}");
-        if text.contains("LengthLimitError") {
-            BodyError::TooLarge { limit }
-        } else {
-            BodyError::Read(e.to_string())
+/// Reads the whole body within `limit` bytes and `timeout` (a client trickling its body is
+/// cut off).
+pub async fn read(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(BodyError::ReadTimeout {
+            ms: timeout.as_millis(),
+        }),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(BodyError::TooLarge { limit }),
+        Ok(Err(e)) => Err(BodyError::Read(error_chain(&e))),
+    }
+}
+
+/// An error and its sources, outermost first (`error reading a body from connection: invalid
+/// chunk size line`): the inner errors say what was wrong.
+fn error_chain(e: &axum::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for err in std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source()) {
+        let text = err.to_string();
+        // Wrappers often repeat their source's text.
+        if parts.last().is_none_or(|last| last != &text) {
+            parts.push(text);
         }
-    })
+    }
+    parts.join(": ")
+}
+
+/// Whether the length limit is somewhere in the error's source chain (axum wraps it).
+fn is_length_limit(e: &axum::Error) -> bool {
+    std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source())
+        .any(|e| e.is::<http_body_util::LengthLimitError>())
 }
 
 /// Decompresses (if gzip) and parses into a batch of event values.
@@ -137,9 +211,11 @@ pub fn parse(raw: &[u8], gzip: bool, limits: &Limits) -> Result<Vec<Value>, Body
 }
 
 /// Inflates at most `limit` bytes: a gzip bomb stops at the limit instead of filling memory.
-fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
+/// Every member of a multi-member body is inflated (RFC 1952 allows several, concatenated);
+/// anything after the last member that is not another member is refused.
+pub fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut out = Vec::new();
-    let mut reader = flate2::read::GzDecoder::new(raw).take(limit as u64 + 1);
+    let mut reader = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
     reader
         .read_to_end(&mut out)
         .map_err(|e| BodyError::BadGzip(e.to_string()))?;
@@ -242,5 +318,84 @@ mod tests {
             check_headers(&h),
             Err(BodyError::UnsupportedMediaType(_))
         ));
+    }
+
+    #[test]
+    fn refuses_repeated_and_non_ascii_body_headers() {
+        let mut h = HeaderMap::new();
+        h.append(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        h.append(CONTENT_ENCODING, HeaderValue::from_static("br"));
+        let e = check_headers(&h).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "2 Content-Encoding headers (\"gzip, br\"): send one"
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_ENCODING,
+            HeaderValue::from_bytes(b"gz\xe9ip").unwrap(),
+        );
+        assert!(matches!(
+            check_headers(&h),
+            Err(BodyError::NonAsciiHeader {
+                name: "Content-Encoding",
+                byte: 0xe9,
+                at: 2
+            })
+        ));
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_bytes(b"application/json\xff").unwrap(),
+        );
+        assert!(matches!(
+            check_headers(&h),
+            Err(BodyError::NonAsciiHeader {
+                name: "Content-Type",
+                ..
+            })
+        ));
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip, br"));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(matches!(
+            check_headers(&h),
+            Err(BodyError::UnsupportedEncoding(_))
+        ));
+    }
+
+    #[test]
+    fn inflates_every_gzip_member_and_refuses_trailing_garbage() {
+        let mut two = gz(br#"[{"a":1},"#);
+        two.extend(gz(br#"{"b":2}]"#));
+        assert_eq!(parse(&two, true, &limits()).unwrap().len(), 2);
+        let mut garbage = gz(br#"[{"a":1}]"#);
+        garbage.extend_from_slice(b"trailing garbage");
+        assert!(matches!(
+            parse(&garbage, true, &limits()),
+            Err(BodyError::BadGzip(_))
+        ));
+        let mut zeros = gz(br#"[{"a":1}]"#);
+        zeros.extend_from_slice(&[0; 8]);
+        assert!(matches!(
+            parse(&zeros, true, &limits()),
+            Err(BodyError::BadGzip(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn names_the_length_limit_through_the_error_chain() {
+        let body = Body::from(vec![b'x'; 2000]);
+        assert!(matches!(
+            read(body, 1000, Duration::from_secs(5)).await,
+            Err(BodyError::TooLarge { limit: 1000 })
+        ));
+        let body = Body::from(vec![b'x'; 10]);
+        assert_eq!(
+            read(body, 1000, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .len(),
+            10
+        );
     }
 }

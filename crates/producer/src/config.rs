@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use touchstream_kafka::{KafkaConfig, Topics};
+use touchstream_model::SiteConfig;
 use touchstream_runtime::LogConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -28,6 +29,54 @@ pub struct ProducerConfig {
     pub cors_origins: Vec<String>,
     /// When true, requests with `DNT: 1` or `Sec-GPC: 1` are answered but not collected.
     pub honour_do_not_track: bool,
+    /// How long a client may take to send a request's head (request line and headers), from
+    /// its first byte; past it the connection gets 408 and is closed (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's body; past it, 408 and close.
+    pub body_read_timeout_ms: u64,
+    /// How long a connection may stay open with nothing read from it (keep-alive idle, or a
+    /// client that stopped sending); past it the connection is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; beyond it, new connections get 503 and are closed.
+    pub max_connections: usize,
+    /// Largest request head (request line plus headers); above it, 431.
+    pub max_header_bytes: usize,
+    /// Largest User-Agent header; above it, 431.
+    pub max_user_agent_bytes: usize,
+    /// How often the broker's reachability is checked for `/readyz`.
+    pub readiness_check_ms: u64,
+    /// The deployment's sites (the shared top-level `[[sites]]` of the config file). Empty:
+    /// one site, `default`, with `cors_origins` and `honour_do_not_track` above.
+    pub sites: Vec<SiteConfig>,
+    /// Addresses or CIDRs of reverse proxies whose `Forwarded` / `X-Forwarded-For` headers
+    /// are believed; from anyone else those headers are ignored and the socket address is
+    /// the client's.
+    pub trusted_proxies: Vec<String>,
+    /// The Segment-compatible routes (`/v1/batch`, `/v1/track` …).
+    pub segment: SegmentConfig,
+}
+
+/// Limits of the Segment-compatible routes, as Segment documents them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// Largest message (one call) as JSON: a larger message is refused on its own.
+    pub max_message_bytes: usize,
+    /// Largest request as JSON (after gzip): 400 above. The SDKs cap their batches by bytes
+    /// just below Segment's 500 KB, so there is no limit on the number of messages.
+    pub max_batch_bytes: usize,
+    /// Replace the built-in mapping of calls to events (`schemas/mappings/segment.toml`).
+    pub mapping_path: Option<std::path::PathBuf>,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 32 * 1024,
+            max_batch_bytes: 500 * 1024,
+            mapping_path: None,
+        }
+    }
 }
 
 impl Default for ProducerConfig {
@@ -45,6 +94,16 @@ impl Default for ProducerConfig {
             retry_after_secs: 2,
             cors_origins: vec!["*".into()],
             honour_do_not_track: false,
+            header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_user_agent_bytes: 1_024,
+            readiness_check_ms: 2_000,
+            sites: Vec::new(),
+            trusted_proxies: Vec::new(),
+            segment: SegmentConfig::default(),
         }
     }
 }
@@ -67,6 +126,35 @@ impl ProducerConfig {
         anyhow::ensure!(
             self.produce_timeout_ms >= 100,
             "produce_timeout_ms must be at least 100"
+        );
+        for (name, ms) in [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("readiness_check_ms", self.readiness_check_ms),
+        ] {
+            anyhow::ensure!(ms >= 100, "{name} must be at least 100");
+        }
+        anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
+        anyhow::ensure!(
+            self.max_header_bytes >= 8 * 1024,
+            "max_header_bytes must be at least 8192 (hyper needs that much buffer)"
+        );
+        anyhow::ensure!(
+            self.max_user_agent_bytes < self.max_header_bytes,
+            "max_user_agent_bytes must be below max_header_bytes"
+        );
+        // Segment's SDKs give up on a request after 10 s and send it again: the answer must
+        // come before that (the resend would be deduplicated, but is wasted work).
+        anyhow::ensure!(
+            self.produce_timeout_ms <= 8_000,
+            "produce_timeout_ms must be at most 8000: a request waits up to it plus a second for Kafka, and Segment's SDKs time out after 10 s"
+        );
+        touchstream_model::site::check_sites(&self.sites).map_err(anyhow::Error::msg)?;
+        crate::proxy::TrustedProxies::parse(&self.trusted_proxies)?;
+        anyhow::ensure!(
+            self.segment.max_message_bytes <= self.segment.max_batch_bytes,
+            "segment.max_message_bytes must be at most segment.max_batch_bytes"
         );
         Ok(())
     }

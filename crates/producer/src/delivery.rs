@@ -11,7 +11,6 @@ use tokio::sync::Semaphore;
 use touchstream_avro::DlqRecord;
 use touchstream_kafka::DlqWriter;
 use touchstream_model::RawEvent;
-use touchstream_model::time::now_ms;
 
 use crate::ProducerConfig;
 use crate::metrics;
@@ -109,25 +108,60 @@ impl Delivery {
             .saturating_sub(self.permits.available_permits())
     }
 
-    /// Writes invalid input to the DLQ with its reason. A failure is logged and counted: the
-    /// client was already told its event was rejected, so it is not lost unseen.
-    pub async fn dead_letter(&self, payload: &[u8], reason: &str) {
-        let record = DlqRecord {
-            stage: "producer".into(),
-            reason: reason.to_string(),
-            payload: payload.to_vec(),
-            source_topic: None,
-            source_partition: None,
-            source_offset: None,
-            failed_at: now_ms(),
-        };
-        match self.dlq.send(None, &record).await {
-            Ok(()) => metrics::dlq_written(),
-            Err(e) => {
-                metrics::dlq_failed();
-                tracing::error!(error = %e, %reason, "could not write rejected input to the DLQ");
+    /// Writes records to the DLQ all at once, waiting at most the produce timeout for all of
+    /// them together (not one after the other): with the broker down, a batch of rejects costs
+    /// one timeout, not one per event. The records cut an input too large for the topic (see
+    /// [`DlqRecord::producer`]), so none is refused for its size. A failure is logged and
+    /// counted: the client was already told what was refused, so nothing is lost unseen.
+    pub async fn dead_letter_all(&self, records: Vec<DlqRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let sends = records.iter().map(|r| self.dlq.send(None, r));
+        let outcome = tokio::time::timeout(self.timeout, join_all(sends)).await;
+        match outcome {
+            Ok(results) => {
+                for (r, result) in records.iter().zip(results) {
+                    match result {
+                        Ok(()) => metrics::dlq_written(),
+                        Err(e) => {
+                            metrics::dlq_failed();
+                            tracing::error!(error = %e, reason = %r.reason, "could not write refused input to the DLQ");
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                for _ in &records {
+                    metrics::dlq_failed();
+                }
+                tracing::error!(
+                    records = records.len(),
+                    "the DLQ did not acknowledge refused input within {:?}",
+                    self.timeout
+                );
             }
         }
+    }
+
+    /// Asks the broker for the raw topic's metadata: `Err` with why when it does not answer
+    /// within `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let probed = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(|e| e.to_string())
+                .and_then(|m| match m.topics().first() {
+                    Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+                    Some(t) => Err(format!("topic {topic} is not available: {:?}", t.error())),
+                    None => Err(format!("the broker knows no topic {topic}")),
+                })
+        })
+        .await;
+        probed.unwrap_or_else(|e| Err(e.to_string()))
     }
 
     /// Waits until everything queued has been acknowledged (shutdown).

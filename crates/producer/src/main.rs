@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use producer::{Application, ProducerConfig, replay};
-use touchstream_runtime::{load_config, shutdown, telemetry};
+use touchstream_runtime::{SHARED_KEYS, load_config_shared, shutdown, telemetry};
 
 /// touchstream's HTTP collector.
 #[derive(Parser)]
@@ -26,7 +26,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config: ProducerConfig = load_config("producer", cli.config.as_deref())?;
+    let config: ProducerConfig =
+        load_config_shared("producer", cli.config.as_deref(), SHARED_KEYS)?;
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {

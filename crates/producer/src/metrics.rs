@@ -53,3 +53,15 @@ pub fn clock_correction(ms: i64) {
     histogram!("touchstream_producer_clock_correction_seconds", "direction" => direction)
         .record(ms.unsigned_abs() as f64 / 1000.0);
 }
+
+/// A connection answered 503 and closed because `max_connections` were open.
+pub fn connection_refused() {
+    counter!("touchstream_producer_connections_refused_total").increment(1);
+}
+
+/// A request refused before it reached a route: hyper's parser refused it, or its head did
+/// not arrive in time (408).
+pub fn malformed_http(status: u16) {
+    counter!("touchstream_producer_malformed_requests_total", "status" => status.to_string())
+        .increment(1);
+}

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
+use touchstream_avro::DlqRecord;
 use touchstream_model::incoming::{ServerContext, ValidationLimits, validate};
 use touchstream_model::time::now_ms;
 
@@ -65,6 +66,7 @@ pub async fn replay(
     };
     let mut summary = ReplaySummary::default();
     let mut pending = Vec::with_capacity(batch);
+    let mut rejects = Vec::new();
     for (n, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| anyhow::anyhow!("cannot read line {}: {e}", n + 1))?;
         progress.inc(1);
@@ -89,18 +91,27 @@ pub async fn replay(
             Ok(event) => pending.push(event),
             Err(reason) => {
                 summary.rejected += 1;
-                delivery.dead_letter(line.as_bytes(), &reason).await;
+                rejects.push(DlqRecord::producer(line.as_bytes(), &reason, now_ms()));
                 summary.to_dlq += 1;
                 progress.set_message(format!("{} rejected", summary.rejected));
             }
         }
-        if pending.len() >= batch {
-            send_with_retry(delivery, &pending).await?;
+        if pending.len() >= batch || rejects.len() >= batch {
+            // The rejects of a batch are written to the DLQ together, while the batch is sent.
+            let (sent, ()) = tokio::join!(
+                send_with_retry(delivery, &pending),
+                delivery.dead_letter_all(std::mem::take(&mut rejects))
+            );
+            sent?;
             summary.sent += pending.len() as u64;
             pending.clear();
         }
     }
-    send_with_retry(delivery, &pending).await?;
+    let (sent, ()) = tokio::join!(
+        send_with_retry(delivery, &pending),
+        delivery.dead_letter_all(rejects)
+    );
+    sent?;
     summary.sent += pending.len() as u64;
     progress.finish_and_clear();
     Ok(summary)

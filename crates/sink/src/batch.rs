@@ -1,4 +1,4 @@
-//! Rows accumulated from Kafka, with where each came from.
+//! Rows accumulated from Kafka, with where each came from and the bytes it was decoded from.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,12 +9,22 @@ use touchstream_warehouse::{CreditRow, EventRow};
 
 use crate::config::BatchPolicy;
 
+/// The record an event row was built from, kept for the DLQ: a refused row is dead-lettered
+/// as the input the sink received, so it can be replayed.
+pub struct Source {
+    pub partition: i32,
+    pub offset: i64,
+    /// The attributed event's Avro bytes as read from the topic.
+    pub payload: Vec<u8>,
+    pub key: Option<Vec<u8>>,
+}
+
 #[derive(Default)]
 pub struct Batch {
     pub events: Vec<EventRow>,
     pub credits: Vec<CreditRow>,
-    /// (partition, offset) of each event row, for the DLQ.
-    pub sources: Vec<(i32, i64)>,
+    /// Where each event row came from, for the DLQ.
+    pub sources: Vec<Source>,
     /// For each event row, where its credits start in `credits`.
     credit_starts: Vec<usize>,
     /// Highest offset seen per partition (decoded or dead-lettered).
@@ -24,21 +34,15 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn push(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        bytes: usize,
-        event: EventRow,
-        credits: Vec<CreditRow>,
-    ) {
+    pub fn push(&mut self, source: Source, event: EventRow, credits: Vec<CreditRow>) {
         self.started.get_or_insert_with(Instant::now);
         self.credit_starts.push(self.credits.len());
         self.events.push(event);
         self.credits.extend(credits);
-        self.sources.push((partition, offset));
-        self.bytes += bytes;
-        self.next_offsets.insert(partition, offset + 1);
+        self.bytes += source.payload.len();
+        self.next_offsets
+            .insert(source.partition, source.offset + 1);
+        self.sources.push(source);
     }
 
     /// A record that produced no row (dead-lettered) still moves the offset.

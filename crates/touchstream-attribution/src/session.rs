@@ -7,6 +7,8 @@
 //! enricher, keeping a [`SessionState`] per visitor that holds the events still within the
 //! allowed lateness so that a late event is placed by its event time.
 
+use std::sync::{Arc, LazyLock};
+
 use serde::{Deserialize, Serialize};
 use touchstream_model::SessionSource;
 
@@ -154,12 +156,20 @@ struct RetainedEvent {
     campaign: Option<CampaignKey>,
     /// The event's own classification when it is a touch (what its session would take as its
     /// source, were it first).
-    source: Option<SessionSource>,
+    source: Option<Arc<SessionSource>>,
     session: u64,
     /// The campaign of the event's session as of this event.
     session_campaign: Option<CampaignKey>,
     /// The source of the event's session: its first event's when that is a touch, else Direct.
-    session_source: SessionSource,
+    /// Shared by the events of one session (a clone is a reference count).
+    session_source: Arc<SessionSource>,
+}
+
+/// The source of a session that did not start with a touch.
+fn direct() -> Arc<SessionSource> {
+    static DIRECT: LazyLock<Arc<SessionSource>> =
+        LazyLock::new(|| Arc::new(SessionSource::default()));
+    DIRECT.clone()
 }
 
 /// The source a touch gives the session it opens.
@@ -174,10 +184,10 @@ pub fn source_of(touch: &Touch) -> SessionSource {
     }
 }
 
-fn own_source(touch: Option<&Touch>) -> Option<SessionSource> {
+fn own_source(touch: Option<&Touch>) -> Option<Arc<SessionSource>> {
     touch
         .filter(|t| t.opens_touch() && !t.is_bot)
-        .map(source_of)
+        .map(|t| Arc::new(source_of(t)))
 }
 
 impl SessionState {
@@ -266,7 +276,7 @@ impl Sessionizer {
                 beyond_lateness: false,
                 duplicate: true,
                 reassigned: Vec::new(),
-                session_source: found.session_source.clone(),
+                session_source: (*found.session_source).clone(),
                 changed: Vec::new(),
             };
         }
@@ -296,10 +306,17 @@ impl Sessionizer {
                 source,
                 session: u64::MAX,
                 session_campaign: None,
-                session_source: SessionSource::default(),
+                session_source: direct(),
             },
         );
-        let (reassigned, changed) = renumber(state, position, config);
+        let (reassigned, changed) = if position + 1 == state.retained.len() {
+            // The common case, an event newer than every other: nothing before it can change,
+            // so only its own session is decided (what `renumber` would give it).
+            append(state, position, config);
+            (Vec::new(), Vec::new())
+        } else {
+            renumber(state, position, config)
+        };
         let placed = &state.retained[position];
         let starts_session = position
             .checked_sub(1)
@@ -307,7 +324,7 @@ impl Sessionizer {
             .or(state.anchor.as_ref().map(|a| a.session))
             != Some(placed.session);
         let session_number = placed.session;
-        let session_source = placed.session_source.clone();
+        let session_source = (*placed.session_source).clone();
         forget_settled(state, config);
         SessionAssignment {
             session_number,
@@ -319,6 +336,51 @@ impl Sessionizer {
             changed,
         }
     }
+}
+
+/// Places the newest event, at `at` (the end): it continues the session of the event before it
+/// (or of the anchor) unless GA's rule starts a new one, which takes the next number.
+fn append(state: &mut SessionState, at: usize, config: &SessionConfig) {
+    let (previous_time, previous) = match at.checked_sub(1) {
+        Some(p) => {
+            let r = &state.retained[p];
+            (
+                Some(r.time_ms),
+                Some((r.session, &r.session_campaign, &r.session_source)),
+            )
+        }
+        None => match &state.anchor {
+            Some(a) => (
+                Some(a.time_ms),
+                Some((a.session, &a.session_campaign, &a.session_source)),
+            ),
+            None => (None, None),
+        },
+    };
+    let event = &state.retained[at];
+    let starts = starts_session(
+        previous_time,
+        previous.and_then(|(_, c, _)| c.as_ref()),
+        event.time_ms,
+        event.campaign.as_ref(),
+        config,
+    );
+    let (session, campaign, source) = match previous {
+        Some((n, c, s)) if !starts => (n, c.clone(), s.clone()),
+        _ => {
+            let n = state.next_session;
+            state.next_session += 1;
+            (
+                n,
+                event.campaign.clone(),
+                event.source.clone().unwrap_or_else(direct),
+            )
+        }
+    };
+    let event = &mut state.retained[at];
+    event.session = session;
+    event.session_campaign = campaign;
+    event.session_source = source;
 }
 
 /// Re-runs GA's rule over the retained events (starting from the anchor's context) and keeps the
@@ -340,8 +402,7 @@ fn renumber(
     let mut session_source = state
         .anchor
         .as_ref()
-        .map(|a| a.session_source.clone())
-        .unwrap_or_default();
+        .map_or_else(direct, |a| a.session_source.clone());
     let mut groups: Vec<Option<usize>> = Vec::with_capacity(state.retained.len());
     let mut campaigns = Vec::with_capacity(state.retained.len());
     let mut sources = Vec::with_capacity(state.retained.len());
@@ -358,7 +419,7 @@ fn renumber(
             current = Some(group_count);
             group_count += 1;
             session_campaign = r.campaign.clone();
-            session_source = r.source.clone().unwrap_or_default();
+            session_source = r.source.clone().unwrap_or_else(direct);
         }
         groups.push(current);
         campaigns.push(session_campaign.clone());
@@ -401,7 +462,7 @@ fn renumber(
                 event_id: r.event_id.clone(),
                 time_ms: r.time_ms,
                 session: number,
-                session_source: source.clone(),
+                session_source: (*source).clone(),
             });
         }
         r.session = number;
@@ -438,20 +499,20 @@ fn beyond_lateness(
     state: &mut SessionState,
     time_ms: i64,
     campaign: Option<CampaignKey>,
-    source: Option<SessionSource>,
+    source: Option<Arc<SessionSource>>,
     config: &SessionConfig,
 ) -> SessionAssignment {
     let joins = state.anchor.as_ref().and_then(|a| {
         let close = a.time_ms.saturating_sub(time_ms) <= config.inactivity_ms;
         let same = campaign.is_none() || campaign == a.session_campaign;
-        (close && same).then(|| (a.session, a.session_source.clone()))
+        (close && same).then(|| (a.session, (*a.session_source).clone()))
     });
     let (session_number, starts_session, session_source) = match joins {
         Some((n, source)) => (n, false, source),
         None => {
             let n = state.next_session;
             state.next_session += 1;
-            (n, true, source.unwrap_or_default())
+            (n, true, source.map(|s| (*s).clone()).unwrap_or_default())
         }
     };
     SessionAssignment {

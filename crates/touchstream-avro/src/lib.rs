@@ -5,7 +5,7 @@
 //! written with a schema it does not know (another producer, a corrupt record, plain JSON)
 //! says so with [`CodecError`] instead of decoding garbage. The schemas are the files in
 //! `schemas/avro/`, compiled in. Both directions skip apache-avro's `Value` tree: encoding goes
-//! straight from serde to Avro (DESIGN.md measured the `Value` path 7× slower), decoding goes
+//! straight from serde to Avro (the `Value` path measured 7× slower), decoding goes
 //! straight from the bytes into the Rust type through our own schema-directed deserializer
 //! (`de`; 4× apache-avro's `Value` path on an attributed event, and strict about truncation).
 
@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use de::DecodeError;
-pub use dlq::DlqRecord;
+pub use dlq::{DlqRecord, MAX_DLQ_PAYLOAD, MAX_DLQ_REASON, SourcePosition, Stage, sha256_hex};
 pub use schemas::SchemaInfo;
 use schemas::schema_of;
 use touchstream_model::{AttributedEvent, RawEvent};

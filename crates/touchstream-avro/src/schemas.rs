@@ -17,6 +17,7 @@ const ATTRIBUTED: &str = include_str!("../../../schemas/avro/attributed_event.av
 const DLQ: &str = include_str!("../../../schemas/avro/dlq_record.avsc");
 const RAW_V1: &str = include_str!("../../../schemas/avro/history/raw_event.1.avsc");
 const ATTRIBUTED_V1: &str = include_str!("../../../schemas/avro/history/attributed_event.1.avsc");
+const DLQ_V1: &str = include_str!("../../../schemas/avro/history/dlq_record.1.avsc");
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
@@ -104,7 +105,7 @@ static SCHEMAS: LazyLock<[SchemaInfo; 3]> = LazyLock::new(|| {
             attributed(ATTRIBUTED, &raw),
             vec![attributed(ATTRIBUTED_V1, &raw_v1)],
         ),
-        parse("DlqRecord", json(DLQ), vec![]),
+        parse("DlqRecord", json(DLQ), vec![json(DLQ_V1)]),
     ]
 });
 

@@ -100,16 +100,22 @@ fn round_trips_every_wire_type() {
         decode::<AttributedEvent>(&encode(&no_conversion).unwrap()).unwrap(),
         no_conversion
     );
-    let dlq = DlqRecord {
-        stage: "producer".into(),
-        reason: "event_type: missing".into(),
-        payload: b"{\"x\":1}\xff".to_vec(),
-        source_topic: None,
-        source_partition: Some(3),
-        source_offset: Some(42),
-        failed_at: 1,
-    };
+    let dlq = DlqRecord::from_source(
+        crate::Stage::Enricher,
+        b"{\"x\":1}\xff",
+        "event_type: missing",
+        crate::SourcePosition {
+            topic: "raw",
+            partition: 3,
+            offset: 42,
+            key: Some(b"visitor"),
+        },
+        1,
+    );
     assert_eq!(decode::<DlqRecord>(&encode(&dlq).unwrap()).unwrap(), dlq);
+    let cut = DlqRecord::producer(&vec![7u8; crate::MAX_DLQ_PAYLOAD + 1], "big", 2)
+        .with_content_encoding(Some("gzip"));
+    assert_eq!(decode::<DlqRecord>(&encode(&cut).unwrap()).unwrap(), cut);
 }
 
 #[test]
@@ -316,4 +322,45 @@ proptest! {
         prop_assert_eq!(decode::<RawEvent>(&encode(&e).unwrap()).unwrap(), e.clone());
         prop_assert_eq!(decode::<RawEvent>(&generic_encoding(&e)).unwrap(), e);
     }
+}
+
+/// A DLQ record written with the first version of the schema (before fields were added with
+/// defaults) still decodes, the added fields at their defaults.
+#[test]
+fn dlq_records_of_the_first_schema_version_still_decode() {
+    #[derive(serde::Serialize)]
+    struct V1 {
+        stage: String,
+        reason: String,
+        #[serde(with = "apache_avro::serde_avro_bytes")]
+        payload: Vec<u8>,
+        source_topic: Option<String>,
+        source_partition: Option<i32>,
+        source_offset: Option<i64>,
+        failed_at: i64,
+    }
+    let v1 = &DlqRecord::schema().earlier[0];
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&v1.fingerprint);
+    let old = V1 {
+        stage: "sink".into(),
+        reason: "r".into(),
+        payload: vec![1, 2, 3],
+        source_topic: Some("t".into()),
+        source_partition: Some(1),
+        source_offset: Some(9),
+        failed_at: 5,
+    };
+    apache_avro::write_avro_datum_ref(v1.schema, &old, &mut bytes).unwrap();
+    assert_ne!(bytes[..10], DlqRecord::schema().header);
+    let decoded: DlqRecord = decode(&bytes).unwrap();
+    assert_eq!(
+        (
+            decoded.stage.as_str(),
+            decoded.payload.as_slice(),
+            decoded.source_offset
+        ),
+        ("sink", &[1u8, 2, 3][..], Some(9))
+    );
+    assert_eq!((decoded.original_size, decoded.source_key), (None, None));
 }

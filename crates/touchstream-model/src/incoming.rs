@@ -24,12 +24,84 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// A field name longer than [`MAX_QUOTED_FIELD`] is cut (a hostile client can send a 1 MB
+    /// key, and the answer must not echo it whole).
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
-            field: field.into(),
+            field: shorten(&field.into(), MAX_QUOTED_FIELD),
             reason: reason.into(),
         }
     }
+}
+
+/// Most bytes of a field name an error repeats.
+pub const MAX_QUOTED_FIELD: usize = 64;
+/// Most bytes of an offending value an error quotes.
+pub const MAX_QUOTED_VALUE: usize = 32;
+/// Most problems listed for one event; the rest are counted in one last entry.
+pub const MAX_ERRORS_PER_EVENT: usize = 16;
+/// Largest purchase revenue, in minor units: 10^11, i.e. one billion in a currency with two
+/// decimals (EUR 1 000 000 000.00). Far above any real web order, far below where sums of
+/// many orders could overflow an `i64`.
+pub const MAX_REVENUE_MINOR: i64 = 100_000_000_000;
+
+/// The ISO 4217 codes a purchase may be priced in (`data/iso4217.txt`).
+const ISO_4217: &str = include_str!("../data/iso4217.txt");
+
+/// Whether `code` (upper case) is an ISO 4217 code of a currency in circulation.
+pub fn is_iso_4217(code: &str) -> bool {
+    code.len() == 3
+        && ISO_4217
+            .lines()
+            .any(|l| !l.starts_with('#') && l.trim() == code)
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, with `…` when cut.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// A value quoted in an error: a short prefix in quotes, with the full length when cut.
+pub fn quote(s: &str) -> String {
+    if s.len() <= MAX_QUOTED_VALUE {
+        format!("{s:?}")
+    } else {
+        format!(
+            "{:?}… ({} bytes)",
+            shorten(s, MAX_QUOTED_VALUE).trim_end_matches('…'),
+            s.len()
+        )
+    }
+}
+
+/// The first control character of `s` (NUL, other C0 and C1 controls, DEL) and its byte offset.
+pub fn first_control(s: &str) -> Option<(usize, char)> {
+    s.char_indices().find(|(_, c)| c.is_control())
+}
+
+/// A UUID in any of its spellings: hyphenated, simple (32 hex digits), braced, or as a URN
+/// (`urn:uuid:`, its letters in any case, as URN schemes are), hex digits in any case.
+pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, uuid::Error> {
+    let s = s.trim();
+    let bare = match s.get(..9) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("urn:uuid:") => &s[9..],
+        _ => s,
+    };
+    uuid::Uuid::try_parse(bare)
+}
+
+fn control_reason((at, c): (usize, char)) -> String {
+    format!(
+        "contains the control character U+{:04X} at byte {at}: ids, URLs and values must be printable text",
+        c as u32
+    )
 }
 
 impl std::fmt::Display for FieldError {
@@ -146,6 +218,7 @@ pub fn validate(
         obj,
         limits,
         errors: Vec::new(),
+        omitted: 0,
     };
 
     let event_type = match obj.get("event_type") {
@@ -158,7 +231,7 @@ pub fn validate(
             if t.is_none() {
                 v.err(
                     "event_type",
-                    format!("unknown event type {s:?}; {EVENT_TYPES}"),
+                    format!("unknown event type {}; {EVENT_TYPES}", quote(s)),
                 );
             }
             t
@@ -197,18 +270,8 @@ pub fn validate(
         }
     }
 
-    let event_id = match v.opt_string("event_id", 64) {
-        Some(id) if uuid::Uuid::parse_str(&id).is_err() => {
-            v.err(
-                "event_id",
-                "not a UUID (send a UUID, or leave it out and the collector makes one)",
-            );
-            None
-        }
-        Some(id) => Some(id.to_ascii_lowercase()),
-        None => None,
-    };
-    let anonymous_id = v.required_string("anonymous_id", 128);
+    let event_id = v.event_id();
+    let anonymous_id = v.required_id("anonymous_id", 128);
     let user_id = if event_type == Some(EventType::Identify) {
         v.required_string("user_id", limits.max_string_len)
     } else {
@@ -285,7 +348,7 @@ pub fn validate(
         );
     }
 
-    let errors = v.errors;
+    let errors = v.finish();
     match (errors.is_empty(), event_type, anonymous_id, page_url) {
         (true, Some(event_type), Some(anonymous_id), Some(page_url)) => Ok(RawEvent {
             event_id: event_id.unwrap_or_else(make_event_id),
@@ -323,11 +386,71 @@ struct Validator<'a> {
     obj: &'a Map<String, Value>,
     limits: &'a ValidationLimits,
     errors: Vec<FieldError>,
+    /// Problems past [`MAX_ERRORS_PER_EVENT`], counted but not listed.
+    omitted: usize,
 }
 
 impl Validator<'_> {
     fn err(&mut self, field: &str, reason: impl Into<String>) {
-        self.errors.push(FieldError::new(field, reason));
+        if self.errors.len() < MAX_ERRORS_PER_EVENT {
+            self.errors.push(FieldError::new(field, reason));
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// The problems found, at most [`MAX_ERRORS_PER_EVENT`] of them plus a count of the rest.
+    fn finish(mut self) -> Vec<FieldError> {
+        if self.omitted > 0 {
+            self.errors.push(FieldError::new(
+                "(event)",
+                format!("{} more problems not listed", self.omitted),
+            ));
+        }
+        self.errors
+    }
+
+    /// `event_id`: any spelling the uuid crate accepts (hyphenated, simple, braced, urn), stored
+    /// once in the canonical lowercase hyphenated form, so every later stage (the enricher's
+    /// deduplication on the text, ClickHouse's on the UUID) sees one spelling. The nil UUID is
+    /// refused: every client that sends it would collide.
+    fn event_id(&mut self) -> Option<String> {
+        let id = self.opt_string("event_id", 64)?;
+        match parse_uuid(&id) {
+            Ok(u) if u.is_nil() => {
+                self.err(
+                    "event_id",
+                    "the nil UUID is not an event id (send a random UUID, or leave it out and the collector makes one)",
+                );
+                None
+            }
+            Ok(u) => Some(u.hyphenated().to_string()),
+            Err(_) => {
+                self.err(
+                    "event_id",
+                    format!(
+                        "{} is not a UUID (send a UUID, or leave it out and the collector makes one)",
+                        quote(&id)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A required id (`anonymous_id`). Ids that are UUIDs (the tracker makes them) are stored in
+    /// the canonical lowercase hyphenated form, so one visitor is one key whatever the
+    /// spelling; the nil UUID is refused, as it would make every such client one visitor.
+    fn required_id(&mut self, field: &str, max_len: usize) -> Option<String> {
+        let id = self.required_string(field, max_len)?;
+        match parse_uuid(&id) {
+            Ok(u) if u.is_nil() => {
+                self.err(field, "the nil UUID is not an id");
+                None
+            }
+            Ok(u) => Some(u.hyphenated().to_string()),
+            Err(_) => Some(id),
+        }
     }
 
     /// A string field; null and absent are the same; blank strings count as absent.
@@ -339,6 +462,11 @@ impl Validator<'_> {
                     field,
                     format!("too long: {} bytes, limit {max_len}", s.len()),
                 );
+                None
+            }
+            Some(Value::String(s)) if first_control(s).is_some() => {
+                let found = first_control(s).unwrap_or((0, '\0'));
+                self.err(field, control_reason(found));
                 None
             }
             Some(Value::String(s)) if s.trim().is_empty() => None,
@@ -407,7 +535,8 @@ impl Validator<'_> {
                     self.err(
                         field,
                         format!(
-                            "{s:?} is not an RFC 3339 timestamp (like 2026-11-25T10:00:00.000Z)"
+                            "{} is not an RFC 3339 timestamp (like 2026-11-25T10:00:00.000Z)",
+                            quote(s)
                         ),
                     );
                 }
@@ -468,7 +597,24 @@ impl Validator<'_> {
                         }
                     };
                     if k.len() > 128 || s.len() > self.limits.max_string_len {
-                        self.err(&field, "key or value too long");
+                        self.err(
+                            &field,
+                            format!(
+                                "key ({} bytes, limit 128) or value ({} bytes, limit {}) too long",
+                                k.len(),
+                                s.len(),
+                                self.limits.max_string_len
+                            ),
+                        );
+                        continue;
+                    }
+                    if let Some(found) = first_control(k).or_else(|| first_control(&s)) {
+                        let what = if first_control(k).is_some() {
+                            "key"
+                        } else {
+                            "value"
+                        };
+                        self.err(&field, format!("{what} {}", control_reason(found)));
                         continue;
                     }
                     out.insert(k.clone(), s);
@@ -492,6 +638,15 @@ impl Validator<'_> {
                 None
             }
             Some(Value::Number(n)) => match n.as_i64() {
+                Some(r) if r > MAX_REVENUE_MINOR => {
+                    self.err(
+                        "revenue",
+                        format!(
+                            "{r} minor units is more than the limit of {MAX_REVENUE_MINOR} (one billion in a two-decimal currency): send minor units (cents), not a bigger scale"
+                        ),
+                    );
+                    None
+                }
                 Some(r) if r >= 0 => Some(r),
                 _ => {
                     self.err(
@@ -513,12 +668,16 @@ impl Validator<'_> {
 
     fn currency(&mut self) -> Option<String> {
         let c = self.required_string("currency", 3)?;
-        if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
-            Some(c.to_ascii_uppercase())
+        let upper = c.to_ascii_uppercase();
+        if is_iso_4217(&upper) {
+            Some(upper)
         } else {
             self.err(
                 "currency",
-                format!("{c:?} is not an ISO 4217 code like EUR or USD"),
+                format!(
+                    "{} is not the ISO 4217 code of a currency in circulation, like EUR or USD",
+                    quote(&c)
+                ),
             );
             None
         }
@@ -686,6 +845,131 @@ mod tests {
         );
         // A fast client clock is corrected, not rejected, when sent_at comes along.
         assert!(check(json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/", "occurred_at": NOW + DAY_MS, "sent_at": NOW + DAY_MS})).is_ok());
+    }
+
+    fn click_with(extra: Value) -> Value {
+        let mut v =
+            json!({"event_type": "click", "anonymous_id": "a", "page_url": "https://x.example/"});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    fn purchase(revenue: Value, currency: &str) -> Value {
+        json!({"event_type": "purchase", "anonymous_id": "a", "page_url": "https://x.example/",
+               "order_id": "o-1", "revenue": revenue, "currency": currency})
+    }
+
+    #[test]
+    fn refuses_control_characters_with_the_field_named() {
+        for (field, value) in [
+            ("anonymous_id", json!("a\u{0}b")),
+            ("user_id", json!("u\u{1}")),
+            ("page_url", json!("https://x.example/\u{0}")),
+            ("referrer", json!("https://r.example/\u{7f}")),
+            ("element", json!("\u{9b}button")),
+        ] {
+            let err = check(click_with(json!({ field: value }))).unwrap_err();
+            assert_eq!(err[0].field, field, "{err:?}");
+            assert!(err[0].reason.contains("control character"), "{err:?}");
+        }
+        let err = check(click_with(json!({"properties": {"k": "v\u{0}"}}))).unwrap_err();
+        assert_eq!(err[0].field, "properties.k");
+        let err = check(click_with(json!({"properties": {"k\u{0}": "v"}}))).unwrap_err();
+        assert!(err[0].reason.starts_with("key contains"), "{err:?}");
+    }
+
+    #[test]
+    fn bounds_revenue_and_checks_currency_against_iso_4217() {
+        assert_eq!(
+            check(purchase(json!(MAX_REVENUE_MINOR), "EUR"))
+                .unwrap()
+                .revenue,
+            Some(MAX_REVENUE_MINOR)
+        );
+        for r in [
+            json!(MAX_REVENUE_MINOR + 1),
+            json!(i64::MAX),
+            json!(1_000_000_000_000_000_i64),
+            json!(1.5),
+            json!(-3),
+        ] {
+            let err = check(purchase(r.clone(), "EUR")).unwrap_err();
+            assert_eq!(err[0].field, "revenue", "{r}: {err:?}");
+        }
+        assert_eq!(
+            check(purchase(json!(100), "jpy"))
+                .unwrap()
+                .currency
+                .as_deref(),
+            Some("JPY")
+        );
+        for c in ["QQQ", "XAU", "XXX", "HRK", "EU", "EURO"] {
+            let err = check(purchase(json!(100), c)).unwrap_err();
+            assert_eq!(err[0].field, "currency", "{c}: {err:?}");
+        }
+        assert!(is_iso_4217("USD") && is_iso_4217("XOF") && !is_iso_4217("# I"));
+    }
+
+    #[test]
+    fn canonicalises_every_uuid_spelling_and_refuses_the_nil_uuid() {
+        let canonical = "0b8e6c3c-3f3b-4a4e-9c1d-2b7c1e5a9f00";
+        for spelling in [
+            canonical,
+            "0B8E6C3C-3F3B-4A4E-9C1D-2B7C1E5A9F00",
+            "0b8e6c3c3f3b4a4e9c1d2b7c1e5a9f00",
+            "{0b8e6c3c-3f3b-4a4e-9c1d-2b7c1e5a9f00}",
+            "urn:uuid:0B8E6C3C-3F3B-4A4E-9C1D-2B7C1E5A9F00",
+            "URN:UUID:0B8E6C3C-3F3B-4A4E-9C1D-2B7C1E5A9F00",
+        ] {
+            let e = check(click_with(
+                json!({"event_id": spelling, "anonymous_id": spelling}),
+            ))
+            .unwrap();
+            assert_eq!(e.event_id, canonical, "{spelling}");
+            assert_eq!(e.anonymous_id, canonical, "{spelling}");
+        }
+        let nil = "00000000-0000-0000-0000-000000000000";
+        assert_eq!(fields(click_with(json!({"event_id": nil}))), ["event_id"]);
+        assert_eq!(
+            fields(click_with(json!({"anonymous_id": nil}))),
+            ["anonymous_id"]
+        );
+        // Ids that are not UUIDs are kept as sent.
+        assert_eq!(
+            check(click_with(json!({"anonymous_id": "Visitor-7"})))
+                .unwrap()
+                .anonymous_id,
+            "Visitor-7"
+        );
+    }
+
+    #[test]
+    fn errors_quote_only_a_short_prefix_and_list_a_bounded_number() {
+        let long = "k".repeat(1_000_000);
+        let err = check(click_with(json!({ long.clone(): 1 }))).unwrap_err();
+        assert!(
+            err[0].field.len() <= MAX_QUOTED_FIELD + 3,
+            "{}",
+            err[0].field.len()
+        );
+        let err = check(click_with(json!({"event_type": long.clone()}))).unwrap_err();
+        assert!(
+            err[0].reason.len() < 200 && err[0].reason.contains("1000000 bytes"),
+            "{}",
+            err[0].reason
+        );
+        let mut many = click_with(json!({}));
+        for i in 0..50_000 {
+            many[format!("unknown_{i}")] = json!(1);
+        }
+        let err = check(many).unwrap_err();
+        assert_eq!(err.len(), MAX_ERRORS_PER_EVENT + 1);
+        assert_eq!(
+            err.last().unwrap().reason,
+            format!("{} more problems not listed", 50_000 - MAX_ERRORS_PER_EVENT)
+        );
     }
 
     #[test]

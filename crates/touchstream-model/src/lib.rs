@@ -5,10 +5,12 @@
 //!   Their Avro schemas live in `schemas/avro/` (the codec crate checks the two agree).
 //! - [`incoming`]: what a web frontend sends (JSON), and its validation into a [`RawEvent`]
 //!   with one precise [`FieldError`] per problem.
+//! - [`site`]: a site's configuration (one type, read by the collector and the enricher).
 //! - [`time`]: epoch-millisecond helpers and clock-skew correction.
 
 pub mod event;
 pub mod incoming;
+pub mod site;
 pub mod time;
 
 pub use event::{
@@ -16,3 +18,4 @@ pub use event::{
     LifecycleStage, RawEvent, SessionSource, TouchFields, UnknownModel, device_key, received_via,
 };
 pub use incoming::{FieldError, IncomingEvent, ServerContext, ValidationLimits};
+pub use site::{SiteConfig, TrackRule};

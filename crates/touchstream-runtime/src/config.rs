@@ -1,7 +1,8 @@
 //! Layered configuration: the struct's `Default` (works locally), then a TOML file, then
 //! environment variables. The file is `--config PATH` or `$TOUCHSTREAM_CONFIG`; one file can
 //! serve the whole deployment, each binary reading its own table (`[producer]`, `[enricher]`,
-//! `[sink]`). Environment variables are `TOUCHSTREAM_<BINARY>__<FIELD>`, with `__` between
+//! `[sink]`), and top-level keys several binaries share (`[[sites]]`, see [`SHARED_KEYS`]).
+//! Environment variables are `TOUCHSTREAM_<BINARY>__<FIELD>`, with `__` between
 //! nested fields, e.g. `TOUCHSTREAM_SINK__CLICKHOUSE__URL=http://ch:8123`.
 
 use std::path::{Path, PathBuf};
@@ -19,8 +20,25 @@ pub enum ConfigError {
     Invalid(Box<figment::Error>),
 }
 
+/// Top-level keys of the config file that several binaries read (`[[sites]]`): a binary that
+/// asks for one gets it as if it were in its own table (its own table still wins).
+pub const SHARED_KEYS: &[&str] = &["sites"];
+
 /// Loads `T` for `binary` (used in the environment prefix).
 pub fn load_config<T>(binary: &str, file: Option<&Path>) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    load_config_shared(binary, file, &[])
+}
+
+/// Like [`load_config`], and also takes the `shared` top-level keys of the file (each one of
+/// [`SHARED_KEYS`]) into `T`.
+pub fn load_config_shared<T>(
+    binary: &str,
+    file: Option<&Path>,
+    shared: &[&str],
+) -> Result<T, ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
@@ -30,7 +48,13 @@ where
         if !path.exists() {
             return Err(ConfigError::MissingFile(path));
         }
-        figment = figment.merge(Figment::from(Toml::file(path)).focus(binary));
+        let whole = Figment::from(Toml::file(&path));
+        for key in shared {
+            if let Ok(value) = whole.find_value(key) {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        figment = figment.merge(whole.focus(binary));
     }
     let prefix = format!("TOUCHSTREAM_{}__", binary.to_ascii_uppercase());
     figment = figment.merge(Env::prefixed(&prefix).split("__"));
@@ -94,6 +118,31 @@ mod tests {
             );
             Ok(())
         });
+        // A shared top-level key reaches the binaries that ask for it, under their own table.
+        #[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+        #[serde(default)]
+        struct WithSites {
+            name: String,
+            sites: Vec<Site>,
+        }
+        #[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
+        struct Site {
+            id: String,
+        }
+        let shared = dir.join("shared.toml");
+        std::fs::write(
+            &shared,
+            "[[sites]]\nid = \"a\"\n[[sites]]\nid = \"b\"\n[cfgtest]\nname = \"n\"\n",
+        )
+        .unwrap();
+        let c: WithSites = load_config_shared("cfgtest", Some(&shared), SHARED_KEYS).unwrap();
+        assert_eq!(
+            c.sites.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(c.name, "n");
+        let c: WithSites = load_config("cfgtest", Some(&shared)).unwrap();
+        assert!(c.sites.is_empty(), "only binaries that ask get shared keys");
         let err = load_config::<Cfg>("cfgtest", Some(&dir.join("missing.toml"))).unwrap_err();
         assert!(err.to_string().contains("does not exist"));
         std::fs::write(&file, "[cfgtest.nested]\nretries = \"many\"\n").unwrap();

@@ -10,7 +10,7 @@ pub mod ops;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use config::{ConfigError, load_config};
+pub use config::{ConfigError, SHARED_KEYS, load_config, load_config_shared};
 pub use ops::{Health, OpsConfig};
 pub use shutdown::Shutdown;
 pub use telemetry::LogConfig;

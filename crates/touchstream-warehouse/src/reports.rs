@@ -64,6 +64,10 @@ const REPORTS: &[Report] = &[
         "channel-share",
         "Share of conversions from social, search and everything else"
     ),
+    report!(
+        "channel-share-weekly",
+        "The same shares week by week (weeks start on Monday, UTC)"
+    ),
 ];
 
 /// Every report, in the order `touchstream report` lists them.
@@ -268,7 +272,7 @@ mod tests {
 
     #[test]
     fn every_report_uses_only_known_placeholders_and_the_period() {
-        assert_eq!(all().len(), 7);
+        assert_eq!(all().len(), 8);
         for report in all() {
             let template = template(report).unwrap();
             assert!(template.bindings.contains(&Param::From), "{}", report.name);

@@ -3,10 +3,17 @@
 //! - `touchstream classify`: how would this hit be attributed? (JSON lines in, JSON lines out)
 //! - `touchstream report`: source-of-sale and friends, from ClickHouse, in the terminal.
 //! - `touchstream generate`: realistic traffic for the demo and benchmarks.
+//! - `touchstream dlq list|show|replay`: the dead-letter queue, and sending it through again.
+//! - `touchstream serve`: the reports as a web page with charts (the same charts as
+//!   `touchstream report <name> --format svg`).
 
+mod chart;
 mod classify;
+mod dlq;
+mod figures;
 mod generate;
 mod report;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +32,10 @@ enum Command {
     Report(report::ReportArgs),
     /// Post generated traffic to a collector.
     Generate(generate::GenerateArgs),
+    /// List, show and replay what the pipeline dead-lettered.
+    Dlq(dlq::DlqArgs),
+    /// Serve the reports as a web page with charts (read-only; 127.0.0.1:8090 by default).
+    Serve(serve::ServeArgs),
 }
 
 #[tokio::main]
@@ -51,5 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report(args) => report::run(&args, &mut std::io::stdout().lock()).await,
         Command::Generate(args) => generate::run(&args).await.map(|_| ()),
+        Command::Dlq(args) => dlq::run(&args, &mut std::io::stdout().lock()).await,
+        Command::Serve(args) => serve::run(&args).await,
     }
 }

@@ -1,5 +1,6 @@
 //! `touchstream report [name]`: runs one of the report queries of `schemas/clickhouse/reports/`
-//! against ClickHouse and prints it as a table, CSV or JSON. Without a name, lists the reports.
+//! against ClickHouse and prints it as a table, CSV or JSON, or draws its chart as SVG (the
+//! chart of the web page, [`crate::figures`]). Without a name, lists the reports.
 
 use std::io::Write;
 
@@ -11,6 +12,8 @@ use time::{Date, Duration, OffsetDateTime};
 use touchstream_model::AttributionModel;
 use touchstream_warehouse::WarehouseConfig;
 use touchstream_warehouse::reports::{self, Report, ReportParams, ReportTable};
+
+use crate::{chart, figures};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReportArgs {
@@ -33,6 +36,13 @@ pub struct ReportArgs {
     pub site: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// With --format svg: which chart, when a report has several (source-of-sale: models, the
+    /// six models side by side). Default: the report's own.
+    #[arg(long)]
+    pub chart: Option<String>,
+    /// With --format svg: the width of the drawing in px.
+    #[arg(long, default_value_t = 960)]
+    pub width: u32,
     /// ClickHouse HTTP interface.
     #[arg(
         long,
@@ -64,6 +74,8 @@ pub enum Format {
     Csv,
     /// `{"report", "site", "model", "from", "to", "columns", "rows": [{column: value}]}`; values are strings.
     Json,
+    /// The report's chart as an SVG file (for a slide or an e-mail): `> chart.svg`.
+    Svg,
 }
 
 pub async fn run(args: &ReportArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -86,6 +98,12 @@ pub async fn run(args: &ReportArgs, out: &mut impl Write) -> anyhow::Result<()> 
         // Reports read the same table names on a cluster (the Distributed tables).
         ..WarehouseConfig::default()
     };
+    if args.format == Format::Svg {
+        return svg(args, report, &cfg, &params, out).await;
+    }
+    if args.chart.is_some() {
+        bail!("--chart goes with --format svg");
+    }
     let table = reports::run(&touchstream_warehouse::client(&cfg), report, &params)
         .await
         .with_context(|| {
@@ -97,6 +115,50 @@ pub async fn run(args: &ReportArgs, out: &mut impl Write) -> anyhow::Result<()> 
     render(report, &params, &table, args.format, out)
 }
 
+/// Draws the report's chart (or `--chart`) and writes the SVG.
+async fn svg(
+    args: &ReportArgs,
+    report: &Report,
+    cfg: &WarehouseConfig,
+    params: &ReportParams,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let charts = figures::for_report(report.name);
+    let spec = match &args.chart {
+        Some(id) => *charts
+            .iter()
+            .find(|f| f.id == id.as_str())
+            .with_context(|| {
+                let ids: Vec<&str> = charts.iter().map(|f| f.id).collect();
+                format!(
+                    "report {} has no chart {id:?}; its charts are: {}",
+                    report.name,
+                    ids.join(", ")
+                )
+            })?,
+        None => charts
+            .first()
+            .with_context(|| format!("report {} has no chart", report.name))?,
+    };
+    let tables = figures::load(&touchstream_warehouse::client(cfg), &[spec], params)
+        .await
+        .with_context(|| {
+            format!(
+                "report {} on {} (database {}, user {})",
+                report.name, cfg.url, cfg.database, cfg.user
+            )
+        })?;
+    let figure = figures::build(spec, &tables, params).map_err(anyhow::Error::msg)?;
+    let svg = chart::render(
+        &figure,
+        chart::Options {
+            width: args.width,
+            standalone: true,
+        },
+    );
+    Ok(writeln!(out, "{svg}")?)
+}
+
 fn list(format: Format, out: &mut impl Write) -> anyhow::Result<()> {
     let table = ReportTable {
         columns: vec!["name".into(), "title".into()],
@@ -106,10 +168,10 @@ fn list(format: Format, out: &mut impl Write) -> anyhow::Result<()> {
             .collect(),
     };
     match format {
-        Format::Table => {
+        Format::Table | Format::Svg => {
             writeln!(
                 out,
-                "Reports (touchstream report <name> [--site --from --to --model]):"
+                "Reports (touchstream report <name> [--site --from --to --model] [--format svg]):"
             )?;
             write_table(&table, out)
         }
@@ -150,14 +212,14 @@ fn params(args: &ReportArgs, now: OffsetDateTime) -> anyhow::Result<ReportParams
 }
 
 #[derive(Clone, Copy)]
-enum Bound {
+pub(crate) enum Bound {
     Start,
     End,
 }
 
 /// A date (`2026-01-31`: its midnight, or the next one for the end of a period, so the day is
 /// included) or an RFC 3339 time.
-fn parse_time(text: &str, bound: Bound) -> anyhow::Result<OffsetDateTime> {
+pub(crate) fn parse_time(text: &str, bound: Bound) -> anyhow::Result<OffsetDateTime> {
     if let Ok(date) = Date::parse(text, format_description!("[year]-[month]-[day]")) {
         let day = match bound {
             Bound::Start => date,
@@ -182,7 +244,8 @@ fn render(
     let from = params.from.format(&Rfc3339)?;
     let to = params.to.format(&Rfc3339)?;
     match format {
-        Format::Table => {
+        // SVG is drawn before any table is read (see `svg`).
+        Format::Table | Format::Svg => {
             writeln!(out, "{} — {}", report.name, report.title)?;
             writeln!(
                 out,
@@ -228,7 +291,7 @@ fn write_table(table: &ReportTable, out: &mut impl Write) -> anyhow::Result<()> 
     Ok(writeln!(out, "{pretty}")?)
 }
 
-fn write_csv(table: &ReportTable, out: &mut impl Write) -> anyhow::Result<()> {
+pub(crate) fn write_csv(table: &ReportTable, out: &mut impl Write) -> anyhow::Result<()> {
     for row in std::iter::once(&table.columns).chain(&table.rows) {
         let line: Vec<String> = row.iter().map(|value| csv_field(value)).collect();
         writeln!(out, "{}", line.join(","))?;
