@@ -291,7 +291,10 @@ async fn wait_settled(
 async fn stuck_report(samples: &[watch::Sample], pipeline: &ClusterPipeline) -> String {
     let mut out = String::new();
     if let Some(last) = samples.last() {
-        out += &format!("lag at {} (group topic/partition: committed of end):\n", secs(last.at));
+        out += &format!(
+            "lag at {} (group topic/partition: committed of end):\n",
+            secs(last.at)
+        );
         for ((group, topic, p), committed) in &last.committed {
             let high = last.high.get(&(topic.clone(), *p)).copied().unwrap_or(-1);
             if *committed < high {

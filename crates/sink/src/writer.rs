@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, TopicPartitionList};
-use rdkafka::consumer::{CommitMode, Consumer};
 use tokio::time::sleep;
 use touchstream_avro::{DlqRecord, SourcePosition, Stage};
 use touchstream_model::AttributedEvent;
