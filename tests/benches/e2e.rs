@@ -11,6 +11,13 @@
 //! machine's two cores: the load generator, the three binaries, Kafka and ClickHouse. A short
 //! unreported warm-up comes first (a fresh pipeline's first batches take about 3 s once).
 //!
+//! Then the same measurement on the local cluster (`deploy/services.sh start cluster`: three
+//! brokers, topics with three replicas and two in sync for a write, 2 shards × 2 replicas of
+//! ClickHouse), with two collectors (requests alternate between them), three enrichers and two
+//! sinks, at `CLUSTER_RATES`. On two cores the cluster is expected slower (three brokers and
+//! four ClickHouse servers share the cores the single node has to itself, and every write is
+//! replicated); the point is that it works and what it costs.
+//!
 //! `cargo build --release --bins && cargo bench -p touchstream-tests --bench e2e` (or
 //! `make bench`). Prints a table, writes `bench-results/e2e.json`.
 
@@ -24,6 +31,10 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use touchstream_kafka::KafkaConfig;
+use touchstream_tests::cluster::{
+    self, ClusterDatabase, ClusterPipeline, ClusterTopics, Instances,
+};
 use touchstream_tests::{Pipeline, ScratchDatabase, TestTopics, kafka, unique};
 
 /// Events per HTTP request.
@@ -37,6 +48,7 @@ const WARMUP: Duration = Duration::from_secs(5);
 /// How long to wait for the last probe to become queryable before calling it lost.
 const DRAIN: Duration = Duration::from_secs(150);
 const RATES: [usize; 3] = [5_000, 10_000, 20_000];
+const CLUSTER_RATES: [usize; 2] = [5_000, 10_000];
 const PARTITIONS: i32 = 4;
 const GOAL: Duration = Duration::from_secs(2);
 
@@ -74,7 +86,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
 
 /// Offers `rate` events/s for `duration`; returns the probes' accept times and the events accepted.
 async fn offer(
-    url: &str,
+    urls: &[String],
     run: usize,
     rate: usize,
     duration: Duration,
@@ -94,7 +106,8 @@ async fn offer(
             .map(str::to_string)
             .collect();
         let body = Value::Array(events).to_string();
-        let (client, url) = (client.clone(), format!("{url}/v1/events"));
+        let url = format!("{}/v1/events", urls[r % urls.len()]);
+        let client = client.clone();
         // Open loop: a slow answer does not slow the offered rate.
         tasks.push(tokio::spawn(async move {
             let ok = client
@@ -122,8 +135,8 @@ async fn offer(
 }
 
 /// Records when each probe first appears on the raw topic.
-fn watch_raw_topic(topic: &str, seen: Seen) -> tokio::task::JoinHandle<()> {
-    let consumer: StreamConsumer = kafka()
+fn watch_raw_topic(kafka: &KafkaConfig, topic: &str, seen: Seen) -> tokio::task::JoinHandle<()> {
+    let consumer: StreamConsumer = kafka
         .consumer("e2e-bench", &unique("e2e-raw-"))
         .create()
         .unwrap();
@@ -147,11 +160,16 @@ fn watch_raw_topic(topic: &str, seen: Seen) -> tokio::task::JoinHandle<()> {
 }
 
 /// Polls ClickHouse every 100 ms and records when each probe is first returned.
-fn watch_clickhouse(db: &str, seen: Seen) -> tokio::task::JoinHandle<()> {
-    let client = touchstream_warehouse::client(&touchstream_warehouse::WarehouseConfig {
+/// On the cluster `events` is the Distributed table, read from the first server.
+fn watch_clickhouse(url: Option<&str>, db: &str, seen: Seen) -> tokio::task::JoinHandle<()> {
+    let mut config = touchstream_warehouse::WarehouseConfig {
         database: db.into(),
         ..Default::default()
-    });
+    };
+    if let Some(url) = url {
+        config.url = url.into();
+    }
+    let client = touchstream_warehouse::client(&config);
     tokio::spawn(async move {
         loop {
             let ids: Vec<String> = client
@@ -201,68 +219,110 @@ fn ms(d: Option<Duration>) -> String {
     d.map_or("–".into(), |d| format!("{}", d.as_millis()))
 }
 
+/// The measured runs on one pipeline: a table row and a JSON object per rate.
+async fn measure(
+    setup: &str,
+    urls: &[String],
+    rates: &[usize],
+    raw_seen: &Seen,
+    queryable: &Seen,
+    results: &mut Vec<Value>,
+) {
+    // Warm-up, not reported: the first batches of a fresh pipeline pay for connections,
+    // group joins and the first transaction (about 3 s once).
+    eprintln!("{setup}: warming up at 2000 events/s …");
+    let (warm, _, _) = offer(urls, 100, 2_000, WARMUP).await;
+    drain(&warm, queryable).await;
+    for (run, &rate) in rates.iter().enumerate() {
+        eprintln!("{setup}: offering {rate} events/s for {RUN:?} …");
+        let (accepted, events, failed) = offer(urls, run, rate, RUN).await;
+        drain(&accepted, queryable).await;
+        let seen = queryable.lock().unwrap().clone();
+        let e2e = latencies(&accepted, &seen);
+        let seen: HashMap<_, _> = seen
+            .into_iter()
+            .filter(|(id, _)| accepted.contains_key(id))
+            .collect();
+        let raw = latencies(&accepted, &raw_seen.lock().unwrap());
+        let (p99, goal_ratio) = match percentile(&e2e, 0.99) {
+            Some(p) if seen.len() == accepted.len() => {
+                (Some(p), Some(p.as_secs_f64() / GOAL.as_secs_f64()))
+            }
+            _ => (None, None),
+        };
+        println!(
+            "| {setup} | {rate} | {events} | {failed} | {} | {} | {} / {} | {} / {} / {} | {} |",
+            accepted.len(),
+            seen.len(),
+            ms(percentile(&raw, 0.5)),
+            ms(percentile(&raw, 0.99)),
+            ms(percentile(&e2e, 0.5)),
+            ms(p99),
+            ms(e2e.last().copied()),
+            goal_ratio.map_or(format!("not all queryable within {DRAIN:?}"), |r| format!(
+                "{r:.2}"
+            )),
+        );
+        results.push(json!({
+            "setup": setup,
+            "offered_events_per_sec": rate, "accepted_events": events, "failed_requests": failed,
+            "probes": accepted.len(), "probes_queryable": seen.len(),
+            "raw_topic_p50_ms": percentile(&raw, 0.5).map(|d| d.as_millis()),
+            "raw_topic_p99_ms": percentile(&raw, 0.99).map(|d| d.as_millis()),
+            "queryable_p50_ms": percentile(&e2e, 0.5).map(|d| d.as_millis()),
+            "queryable_p99_ms": p99.map(|d| d.as_millis()),
+            "queryable_max_ms": e2e.last().map(|d| d.as_millis()),
+            "p99_over_goal": goal_ratio,
+        }));
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let topics = TestTopics::create(PARTITIONS).await;
-        let db = ScratchDatabase::new();
-        // The binaries' own defaults: no test overrides of batch sizes or waits.
-        let pipeline = Pipeline::start_with(&topics, &db, &[]).await;
-        let raw_seen: Seen = Arc::default();
-        let _raw = watch_raw_topic(&topics.topics.raw, raw_seen.clone());
-        let queryable: Seen = Arc::default();
-        let _queryable = watch_clickhouse(&db.name, queryable.clone());
-        tokio::time::sleep(Duration::from_secs(1)).await;
-
-        // Warm-up, not reported: the first batches of a fresh pipeline pay for connections,
-        // group joins and the first transaction (about 3 s once).
-        eprintln!("warming up at 2000 events/s …");
-        let (warm, _, _) = offer(&pipeline.producer_url, RATES.len(), 2_000, WARMUP).await;
-        drain(&warm, &queryable).await;
-        println!("\n| offered events/s | accepted | failed requests | probes | queryable | accept → raw topic p50 / p99 ms | accept → queryable p50 / p99 / max ms | p99 / goal |");
-        println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        println!("\n| setup | offered events/s | accepted | failed requests | probes | queryable | accept → raw topic p50 / p99 ms | accept → queryable p50 / p99 / max ms | p99 / goal |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         let mut results = Vec::new();
-        for (run, rate) in RATES.into_iter().enumerate() {
-            eprintln!("offering {rate} events/s for {RUN:?} …");
-            let (accepted, events, failed) = offer(&pipeline.producer_url, run, rate, RUN).await;
-            drain(&accepted, &queryable).await;
-            let seen = queryable.lock().unwrap().clone();
-            let e2e = latencies(&accepted, &seen);
-            let seen: HashMap<_, _> = seen.into_iter().filter(|(id, _)| accepted.contains_key(id)).collect();
-            let raw = latencies(&accepted, &raw_seen.lock().unwrap());
-            let (p99, goal_ratio) = match percentile(&e2e, 0.99) {
-                Some(p) if seen.len() == accepted.len() => (Some(p), Some(p.as_secs_f64() / GOAL.as_secs_f64())),
-                _ => (None, None),
-            };
-            println!(
-                "| {rate} | {events} | {failed} | {} | {} | {} / {} | {} / {} / {} | {} |",
-                accepted.len(),
-                seen.len(),
-                ms(percentile(&raw, 0.5)),
-                ms(percentile(&raw, 0.99)),
-                ms(percentile(&e2e, 0.5)),
-                ms(p99),
-                ms(e2e.last().copied()),
-                goal_ratio.map_or(format!("not all queryable within {DRAIN:?}"), |r| format!("{r:.2}")),
-            );
-            results.push(json!({
-                "offered_events_per_sec": rate, "accepted_events": events, "failed_requests": failed,
-                "probes": accepted.len(), "probes_queryable": seen.len(),
-                "raw_topic_p50_ms": percentile(&raw, 0.5).map(|d| d.as_millis()),
-                "raw_topic_p99_ms": percentile(&raw, 0.99).map(|d| d.as_millis()),
-                "queryable_p50_ms": percentile(&e2e, 0.5).map(|d| d.as_millis()),
-                "queryable_p99_ms": p99.map(|d| d.as_millis()),
-                "queryable_max_ms": e2e.last().map(|d| d.as_millis()),
-                "p99_over_goal": goal_ratio,
-            }));
+        {
+            let topics = TestTopics::create(PARTITIONS).await;
+            let db = ScratchDatabase::new();
+            // The binaries' own defaults: no test overrides of batch sizes or waits.
+            let pipeline = Pipeline::start_with(&topics, &db, &[]).await;
+            let raw_seen: Seen = Arc::default();
+            let raw = watch_raw_topic(&kafka(), &topics.topics.raw, raw_seen.clone());
+            let queryable: Seen = Arc::default();
+            let ch = watch_clickhouse(None, &db.name, queryable.clone());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let urls = [pipeline.producer_url.clone()];
+            measure("single node, 1 × each", &urls, &RATES, &raw_seen, &queryable, &mut results).await;
+            raw.abort();
+            ch.abort();
         }
-        println!("\ngoal: accept → queryable p99 ≤ {} ms at 20000 events/s (p99 / goal ≤ 1.0)", GOAL.as_millis());
+        {
+            cluster::up();
+            let topics = ClusterTopics::create(PARTITIONS).await;
+            let db = ClusterDatabase::new();
+            let n = Instances { producers: 2, enrichers: 3, sinks: 2 };
+            let pipeline = ClusterPipeline::start(&topics, &db, n, &[]).await;
+            let raw_seen: Seen = Arc::default();
+            let raw = watch_raw_topic(&cluster::kafka(), &topics.topics.raw, raw_seen.clone());
+            let queryable: Seen = Arc::default();
+            let ch = watch_clickhouse(Some(cluster::CLICKHOUSE[0].1), &db.name, queryable.clone());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let setup = format!(
+                "cluster (3 brokers, 2×2 ClickHouse), {} collectors, {} enrichers, {} sinks",
+                n.producers, n.enrichers, n.sinks
+            );
+            measure(&setup, &pipeline.collectors(), &CLUSTER_RATES, &raw_seen, &queryable, &mut results).await;
+            raw.abort();
+            ch.abort();
+        }
+        println!("\ngoal: accept → queryable p99 ≤ {} ms at 20000 events/s (p99 / goal ≤ 1.0); the cluster rows beside the single node's, same run", GOAL.as_millis());
         let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
         std::fs::create_dir_all(&out).unwrap();
         std::fs::write(out.join("e2e.json"), serde_json::to_string_pretty(&json!(results)).unwrap()).unwrap();
-        drop(pipeline);
     });
 }

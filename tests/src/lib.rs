@@ -5,6 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod cluster;
+pub mod traffic;
+pub mod watch;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -26,7 +30,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Runs a blocking cleanup on its own thread and runtime (usable from `Drop` inside tokio).
-fn run_detached<F: Future<Output = ()> + Send + 'static>(f: F) {
+pub(crate) fn run_detached<F: Future<Output = ()> + Send + 'static>(f: F) {
     let _ = std::thread::spawn(move || {
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -19,7 +19,10 @@ pub struct EnricherConfig {
     /// Default: the transactional id; an empty string turns static membership off.
     pub group_instance_id: Option<String>,
     /// How long the group waits for a silent instance before handing its partitions to the
-    /// others (the broker's minimum is 6 s by default).
+    /// others. It must outlast a move of the group coordinator (the brokers'
+    /// `broker.session.timeout.ms`, 9 s by default, plus an election), or every broker loss that
+    /// takes the coordinator makes every instance drop its partitions, rejoin and restore them
+    /// again; a restarted instance is back at once whatever it is (static membership).
     pub session_timeout_ms: u32,
     /// The site's own hosts: referrers on them are internal navigation. For events of a site
     /// not in `sites` (the `default` site of a single-site deployment).
@@ -64,7 +67,7 @@ impl Default for EnricherConfig {
             group_id: "touchstream-enricher".into(),
             transactional_id: None,
             group_instance_id: None,
-            session_timeout_ms: 6_000,
+            session_timeout_ms: 15_000,
             site_hosts: Vec::new(),
             sites: Vec::new(),
             catalogue_path: None,

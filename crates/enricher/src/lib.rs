@@ -77,6 +77,17 @@ impl Application {
         )
         .await?;
         tracing::info!(topic = %self.config.topics.raw, ops = %served.addr, "enricher starting");
+        let (watched, stop) = (self.health.clone(), shutdown.clone());
+        touchstream_kafka::watch_brokers(
+            &self.config.kafka,
+            "touchstream-enricher-brokers",
+            &self.config.topics.raw,
+            std::time::Duration::from_secs(2),
+            move |missing| {
+                watched.degraded("kafka", missing);
+                !stop.is_cancelled()
+            },
+        )?;
         let Self {
             config,
             attributor,

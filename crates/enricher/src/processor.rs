@@ -137,10 +137,15 @@ pub fn run(
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
         health.not_ready(input.name(), "starting session");
+        let started = Instant::now();
         match Session::start(cfg, attributor, health, shutdown, input).and_then(|mut s| s.run()) {
             Ok(()) => return,
             Err(e) => {
                 metrics::restarts();
+                // A session that worked for a while failed on its own: start again soon.
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_millis(500);
+                }
                 health.not_ready(input.name(), format!("restarting after: {e}"));
                 tracing::error!(error = %e, stage = input.name(), retry_in_ms = backoff.as_millis() as u64, "enricher session failed, restarting");
                 let deadline = Instant::now() + backoff;
@@ -229,9 +234,7 @@ impl<'a> Session<'a> {
             }
             if let Err(e) = self.transact(&batch) {
                 metrics::aborted();
-                if let Err(abort) = self.producer.abort_transaction(TXN_TIMEOUT) {
-                    tracing::warn!(error = %abort, "abort_transaction failed");
-                }
+                abort(&self.producer);
                 return Err(e);
             }
         }
@@ -421,6 +424,25 @@ impl<'a> Session<'a> {
         self.export_state_size();
         Ok(())
     }
+}
+
+/// Aborts the open transaction. librdkafka's abort waits until the delivery report of every
+/// record the transaction sent has been served, and nothing else polls this producer: without
+/// a thread serving them here, the abort would wait out its whole timeout (30 s), and this
+/// instance, not polling its consumer meanwhile, would hold up every rebalance of its group.
+fn abort(producer: &BaseProducer) {
+    let aborted = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !aborted.load(std::sync::atomic::Ordering::Relaxed) {
+                producer.poll(Duration::from_millis(20));
+            }
+        });
+        if let Err(e) = producer.abort_transaction(TXN_TIMEOUT) {
+            tracing::warn!(error = %e, "abort_transaction failed");
+        }
+        aborted.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
 }
 
 fn input_name(input: Input) -> &'static str {
@@ -637,7 +659,10 @@ fn restore_partition<S: Stored>(
         "touchstream-enricher-restore",
         &format!("{}-restore", cfg.group_id),
     );
-    ccfg.set("enable.partition.eof", "true");
+    // The end of the partition is known from a fetch that comes back empty: don't let the
+    // broker hold that fetch for the default half second.
+    ccfg.set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "20");
     let consumer: BaseConsumer<RestoreContext> = ccfg.create_with_context(RestoreContext)?;
     let deadline = Instant::now() + RESTORE_TIMEOUT;
     wait_for_open_transactions(cfg, &consumer, topic, partition, deadline)?;

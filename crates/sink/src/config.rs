@@ -9,6 +9,17 @@ pub struct SinkConfig {
     pub kafka: KafkaConfig,
     pub topics: Topics,
     pub group_id: String,
+    /// Static group membership: a sink that restarts within the session timeout gets its
+    /// partitions back at once, without a rebalance (which waits for the dead member's session
+    /// to expire). Stable per instance and distinct between instances. Default:
+    /// `touchstream-sink-<hostname>-<ops port>`; an empty string turns static membership off.
+    pub group_instance_id: Option<String>,
+    /// How long the group waits for a silent sink before handing its partitions to the others.
+    /// It must outlast a move of the group coordinator (the brokers' `broker.session.timeout.ms`,
+    /// 9 s by default, plus an election), or every broker loss that takes the coordinator makes
+    /// the sinks drop and rejoin; a restarted sink is back at once whatever it is (static
+    /// membership).
+    pub session_timeout_ms: u32,
     /// The inserting user (in production one that may only INSERT into the touchstream tables).
     pub clickhouse: WarehouseConfig,
     /// Who applies migrations (DDL rights); defaults to the local `default` user.
@@ -45,6 +56,8 @@ impl Default for SinkConfig {
             kafka: KafkaConfig::default(),
             topics: Topics::default(),
             group_id: "touchstream-sink".into(),
+            group_instance_id: None,
+            session_timeout_ms: 15_000,
             clickhouse: WarehouseConfig {
                 user: "touchstream_sink".into(),
                 password: "touchstream_sink".into(),
@@ -89,12 +102,35 @@ impl SinkConfig {
         }
     }
 
+    /// The static membership id, if static membership is on.
+    pub fn group_instance_id(&self) -> Option<String> {
+        match &self.group_instance_id {
+            Some(id) if id.is_empty() => None,
+            Some(id) => Some(id.clone()),
+            // Port 0 (any free port) is no identity: two sinks on one host would share it.
+            None if self.ops.listen.port() == 0 => None,
+            None => {
+                let host =
+                    std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+                Some(format!(
+                    "touchstream-sink-{}-{}",
+                    host.trim(),
+                    self.ops.listen.port()
+                ))
+            }
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.batch.max_rows > 0, "batch.max_rows must be positive");
         anyhow::ensure!(self.batch.max_bytes > 0, "batch.max_bytes must be positive");
         anyhow::ensure!(
             self.retry.initial_ms > 0 && self.retry.max_ms >= self.retry.initial_ms,
             "retry: need 0 < initial_ms <= max_ms"
+        );
+        anyhow::ensure!(
+            self.session_timeout_ms >= 3_000,
+            "session_timeout_ms must be at least 3000 (three heartbeats)"
         );
         Ok(())
     }

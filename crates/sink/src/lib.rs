@@ -46,14 +46,7 @@ impl Application {
         }
         let t = &config.topics;
         ensure_topics(&config.kafka, &[t.spec(&t.attributed), t.spec(&t.dlq)]).await?;
-        let mut consumer_cfg = config.kafka.consumer("touchstream-sink", &config.group_id);
-        // While ClickHouse is down the sink stops polling on purpose; stay in the group meanwhile.
-        consumer_cfg
-            .set("max.poll.interval.ms", "900000")
-            .set("statistics.interval.ms", "5000");
-        let consumer: StreamConsumer<LagContext> =
-            consumer_cfg.create_with_context(LagContext::new("sink"))?;
-        consumer.subscribe(&[&config.topics.attributed])?;
+        let consumer = Self::consumer(&config)?;
         let producer: FutureProducer = config.kafka.producer("touchstream-sink-dlq").create()?;
         let dlq = DlqWriter::new(producer, config.topics.dlq.clone());
         let clickhouse = Warehouse::new(&config.clickhouse);
@@ -65,5 +58,22 @@ impl Application {
             dlq,
             health,
         })
+    }
+
+    /// The consumer of the attributed topic, subscribed.
+    fn consumer(config: &SinkConfig) -> anyhow::Result<StreamConsumer<LagContext>> {
+        let mut consumer_cfg = config.kafka.consumer("touchstream-sink", &config.group_id);
+        // While ClickHouse is down the sink stops polling on purpose; stay in the group meanwhile.
+        consumer_cfg
+            .set("max.poll.interval.ms", "900000")
+            .set("statistics.interval.ms", "5000")
+            .set("session.timeout.ms", config.session_timeout_ms.to_string());
+        if let Some(id) = config.group_instance_id() {
+            consumer_cfg.set("group.instance.id", id);
+        }
+        let consumer: StreamConsumer<LagContext> =
+            consumer_cfg.create_with_context(LagContext::new("sink"))?;
+        consumer.subscribe(&[&config.topics.attributed])?;
+        Ok(consumer)
     }
 }

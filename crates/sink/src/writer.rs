@@ -7,8 +7,9 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, TopicPartitionList};
 use tokio::time::sleep;
 use touchstream_avro::{DlqRecord, SourcePosition, Stage};
 use touchstream_model::AttributedEvent;
@@ -21,12 +22,10 @@ use crate::{Application, metrics};
 
 impl Application {
     /// Consumes until `shutdown` fires, then finishes the insert under way and the batch in
-    /// hand, commits and returns.
-    ///
-    /// One insert runs while the next batch fills: ClickHouse parses a batch while the sink
-    /// decodes the next one. Offsets are committed batch by batch, in order, each once its
-    /// insert was acknowledged; memory holds at most two batches.
-    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+    /// hand, commits and returns. A consumer that failed for good (librdkafka fences a static
+    /// member that lost its session, e.g. while its group coordinator moved) is replaced by a
+    /// new one, which resumes from the committed offsets.
+    pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         let ops = ops::serve(
             self.config.ops.listen,
             self.health.clone(),
@@ -34,10 +33,58 @@ impl Application {
         )
         .await?;
         tracing::info!(topic = %self.config.topics.attributed, ops = %ops.addr, "sink consuming");
+        let (watched, stop) = (self.health.clone(), shutdown.clone());
+        touchstream_kafka::watch_brokers(
+            &self.config.kafka,
+            "touchstream-sink-brokers",
+            &self.config.topics.attributed,
+            Duration::from_secs(2),
+            move |missing| {
+                watched.degraded("kafka", missing);
+                !stop.is_cancelled()
+            },
+        )?;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            let Some(failure) = self.consume(&shutdown).await? else {
+                break;
+            };
+            // Quickly again (a second sink with this one's group instance id fences it each
+            // time, which only a configuration change ends): back off.
+            backoff = if started.elapsed() > Duration::from_secs(60) {
+                Duration::from_secs(1)
+            } else {
+                (backoff * 2).min(Duration::from_secs(30))
+            };
+            tracing::warn!(error = %failure, retry_in_ms = backoff.as_millis() as u64, "the Kafka consumer failed for good; replacing it (uncommitted rows will be re-delivered and deduplicated; if this repeats, is another sink running with this group_instance_id?)");
+            self.health
+                .not_ready("kafka", format!("replacing the consumer after: {failure}"));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = sleep(backoff) => {}
+            }
+            self.consumer = Self::consumer(&self.config)?;
+            self.health.ready("kafka");
+        }
+        tracing::info!("sink stopped");
+        Ok(())
+    }
+
+    /// The loop of [`Self::run`] over one consumer: `Ok(None)` after a shutdown, `Ok(Some(why))`
+    /// when the consumer failed for good.
+    ///
+    /// One insert runs while the next batch fills: ClickHouse parses a batch while the sink
+    /// decodes the next one. Offsets are committed batch by batch, in order, each once its
+    /// insert was acknowledged; memory holds at most two batches.
+    async fn consume(&self, shutdown: &Shutdown) -> anyhow::Result<Option<String>> {
+        let shutdown = shutdown.clone();
         let policy = self.config.batch.clone();
         let max_wait = Duration::from_millis(policy.max_wait_ms);
         let mut batch = Batch::default();
         let mut in_flight: Option<InFlight<'_>> = None;
+        // Every offset committed without waiting, to be committed once more, waiting, at the end.
+        let mut sent = TopicPartitionList::new();
         loop {
             let due = batch.is_full(&policy)
                 || batch
@@ -55,25 +102,46 @@ impl Application {
                 _ = shutdown.cancelled() => break,
                 written = finish(&mut in_flight) => {
                     in_flight = None;
-                    self.commit(&written?)?;
+                    for e in self.commit(&written?, CommitMode::Async)?.elements() {
+                        match sent.find_partition(e.topic(), e.partition()) {
+                            Some(_) => sent.set_partition_offset(e.topic(), e.partition(), e.offset())?,
+                            None => sent.add_partition_offset(e.topic(), e.partition(), e.offset())?,
+                        }
+                    }
                 }
                 // The top of the loop starts the insert.
                 _ = sleep_until_opt(wait) => {}
                 received = self.consumer.recv(), if !batch.is_full(&policy) => match received {
                     Ok(msg) => self.add(&mut batch, &msg).await,
+                    // The insert under way is dropped: its offsets cannot be committed.
+                    Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                        return Ok(Some(e.to_string()));
+                    }
                     Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
                 },
             }
         }
         if let Some(insert) = in_flight.take() {
-            self.commit(&insert.await?)?;
+            self.commit(&insert.await?, CommitMode::Sync)?;
         }
         if !batch.is_empty() {
             let written = self.write(batch, &shutdown).await?;
-            self.commit(&written)?;
+            self.commit(&written, CommitMode::Sync)?;
         }
-        tracing::info!("sink stopped");
-        Ok(())
+        // What this sink still owns, so that no answer is left outstanding at exit.
+        let owned = self.consumer.assignment()?;
+        let mut last = TopicPartitionList::new();
+        for e in sent.elements() {
+            if owned.find_partition(e.topic(), e.partition()).is_some() {
+                last.add_partition_offset(e.topic(), e.partition(), e.offset())?;
+            }
+        }
+        if last.count() > 0
+            && let Err(e) = self.consumer.commit(&last, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "final offset commit failed; the rows will be re-delivered and deduplicated");
+        }
+        Ok(None)
     }
 
     async fn add(&self, batch: &mut Batch, msg: &rdkafka::message::BorrowedMessage<'_>) {
@@ -120,13 +188,18 @@ impl Application {
     }
 
     /// Commits the offsets of a written batch: everything before them is durable in ClickHouse.
-    fn commit(&self, batch: &Batch) -> anyhow::Result<()> {
+    ///
+    /// While consuming, the commit is sent without waiting for its answer (`Async`, answered in
+    /// order; a failure is logged by the consumer's context): when the group coordinator is on
+    /// a broker that just died, the answer takes until another broker took over (about 10 s),
+    /// and waiting for it would stop the inserts too. At shutdown it is waited for (`Sync`).
+    fn commit(&self, batch: &Batch, mode: CommitMode) -> anyhow::Result<TopicPartitionList> {
         let offsets = batch.commit_list(&self.config.topics.attributed)?;
-        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+        if let Err(e) = self.consumer.commit(&offsets, mode) {
             // After a rebalance the rows are re-delivered to the new owner and deduplicated.
             tracing::warn!(error = %e, "offset commit failed; the rows will be re-delivered and deduplicated");
         }
-        Ok(())
+        Ok(offsets)
     }
 
     /// Inserts the batch. While ClickHouse is unavailable, refuses this sink's configuration or
@@ -151,6 +224,7 @@ impl Application {
             };
             metrics::retry();
             self.health.not_ready("clickhouse", stalled.clone());
+            self.report_replicas();
             if !paused {
                 // Stop fetching while we wait: memory stays bounded by one batch.
                 self.consumer.pause(&self.consumer.assignment()?)?;
@@ -170,7 +244,18 @@ impl Application {
             self.consumer.resume(&self.consumer.assignment()?)?;
         }
         self.health.ready("clickhouse");
+        self.report_replicas();
         Ok(())
+    }
+
+    /// Names the cluster's replicas that do not answer in `/readyz` (the sink stays ready while
+    /// every shard has one that does).
+    fn report_replicas(&self) {
+        let unreachable = self.clickhouse.unreachable_replicas();
+        self.health.degraded(
+            "clickhouse",
+            (!unreachable.is_empty()).then(|| unreachable.join("; ")),
+        );
     }
 
     /// ClickHouse refused the batch as malformed: find the rows it refuses by halving, send

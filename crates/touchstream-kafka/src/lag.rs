@@ -1,5 +1,7 @@
+use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 
 /// A consumer context that turns librdkafka's statistics (enable with `statistics.interval.ms`)
@@ -31,4 +33,11 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    /// The answer to a commit the consumer did not wait for.
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offset commit failed; the records after the last committed offsets will be delivered again");
+        }
+    }
+}

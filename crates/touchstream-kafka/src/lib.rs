@@ -5,6 +5,7 @@
 //!   (`isolation.level=read_committed`), so offsets move only after the work is durable;
 //! - topics are created explicitly ([`ensure_topics`]): the broker has auto-creation off.
 
+mod brokers;
 mod dlq;
 mod lag;
 mod topics;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
+pub use brokers::watch_brokers;
 pub use dlq::{DlqError, DlqWriter};
 pub use lag::LagContext;
 pub use topics::{TopicSpec, Topics, ensure_topics};
@@ -48,6 +50,8 @@ pub enum KafkaError {
     CreateTopic { topic: String, reason: String },
     #[error("Kafka admin request failed: {0}")]
     Admin(rdkafka::error::KafkaError),
+    #[error("cannot start the thread that watches the brokers: {0}")]
+    Watch(std::io::Error),
 }
 
 impl KafkaConfig {
@@ -82,10 +86,18 @@ impl KafkaConfig {
     }
 
     /// A transactional producer for consume-transform-produce (the enricher).
+    ///
+    /// `transaction.timeout.ms` is how long a transaction left open by a process that died
+    /// (and is not started again, which would abort it at once) holds back every
+    /// `read_committed` reader of the partitions it wrote to, and the restore of its
+    /// partitions by the other instances: 20 s, several times what a transaction takes even
+    /// while its coordinator moves to another broker.
     pub fn transactional_producer(&self, client_id: &str, transactional_id: &str) -> ClientConfig {
         let mut c = self.producer(client_id);
+        // librdkafka wants a record's delivery timeout within the transaction's.
         c.set("transactional.id", transactional_id)
-            .set("transaction.timeout.ms", "60000");
+            .set("transaction.timeout.ms", "20000")
+            .set("message.timeout.ms", "20000");
         self.finish(c)
     }
 

@@ -27,6 +27,11 @@ pub struct Topics {
     pub partitions: i32,
     /// Replication factor for topics created at start-up.
     pub replication: i32,
+    /// `min.insync.replicas` of topics created at start-up: how many replicas must have an
+    /// `acks=all` write before it is acknowledged. Default: a majority of `replication` (2 of
+    /// 3), so one broker may be lost without losing an acknowledged record or refusing writes;
+    /// with one replica, the broker's own default.
+    pub min_insync_replicas: Option<i32>,
 }
 
 impl Default for Topics {
@@ -46,6 +51,16 @@ impl Topics {
             person_changelog: format!("{prefix}.enricher.person-state"),
             partitions: 4,
             replication: 1,
+            min_insync_replicas: None,
+        }
+    }
+
+    /// The `min.insync.replicas` topics are created with (none: the broker's default).
+    pub fn min_insync(&self) -> Option<i32> {
+        match self.min_insync_replicas {
+            Some(n) => Some(n),
+            None if self.replication > 1 => Some(self.replication / 2 + 1),
+            None => None,
         }
     }
 
@@ -54,6 +69,7 @@ impl Topics {
             name: name.to_string(),
             partitions: self.partitions,
             replication: self.replication,
+            min_insync_replicas: self.min_insync(),
             compacted: name == self.changelog || name == self.person_changelog,
         }
     }
@@ -64,6 +80,7 @@ pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
     pub replication: i32,
+    pub min_insync_replicas: Option<i32>,
     pub compacted: bool,
 }
 
@@ -76,19 +93,26 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(),
             what: "admin client",
             source,
         })?;
+    let min_insync: Vec<Option<String>> = specs
+        .iter()
+        .map(|s| s.min_insync_replicas.map(|n| n.to_string()))
+        .collect();
     let new: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|s| {
-            let t = NewTopic::new(
+        .zip(&min_insync)
+        .map(|(s, min_insync)| {
+            let mut t = NewTopic::new(
                 &s.name,
                 s.partitions,
                 TopicReplication::Fixed(s.replication),
             );
             if s.compacted {
-                t.set("cleanup.policy", "compact")
-            } else {
-                t
+                t = t.set("cleanup.policy", "compact");
             }
+            if let Some(n) = min_insync {
+                t = t.set("min.insync.replicas", n);
+            }
+            t
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));

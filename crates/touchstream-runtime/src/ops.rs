@@ -3,7 +3,9 @@
 //! `/healthz` answers 200 while the process can answer at all (liveness). `/readyz` answers
 //! 200 only while every dependency the binary registered is ready (Kafka connected, ClickHouse
 //! answering, state restored); otherwise 503 with the names and reasons, so an orchestrator
-//! stops routing traffic to it and an operator sees why.
+//! stops routing traffic to it and an operator sees why. A dependency that works but lost part
+//! of itself (a broker of three, one replica of a shard) leaves the binary ready and is named in
+//! the body as degraded (`ready` then `degraded: kafka: …`), for as long as it lasts.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -91,6 +93,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 #[derive(Clone, Default)]
 pub struct Health {
     checks: Arc<Mutex<BTreeMap<&'static str, Result<(), String>>>>,
+    /// Dependencies that work, with what they lack (shown, not counted against readiness).
+    degraded: Arc<Mutex<BTreeMap<&'static str, String>>>,
 }
 
 impl Health {
@@ -109,6 +113,28 @@ impl Health {
 
     pub fn not_ready(&self, name: &'static str, why: impl Into<String>) {
         self.set(name, Err(why.into()));
+    }
+
+    /// Says what part of a working dependency is missing (`Some`), or that nothing is (`None`).
+    pub fn degraded(&self, name: &'static str, what: Option<String>) {
+        if let Ok(mut degraded) = self.degraded.lock() {
+            match what {
+                Some(what) => degraded.insert(name, what),
+                None => degraded.remove(name),
+            };
+        }
+    }
+
+    /// The degraded dependencies, as `name: what` lines.
+    pub fn degradations(&self) -> Vec<String> {
+        self.degraded.lock().map_or_else(
+            |_| Vec::new(),
+            |d| {
+                d.iter()
+                    .map(|(name, what)| format!("{name}: {what}"))
+                    .collect()
+            },
+        )
     }
 
     fn set(&self, name: &'static str, state: Result<(), String>) {
@@ -163,11 +189,17 @@ async fn render_metrics(State(s): State<OpsState>) -> Response {
 }
 
 async fn readyz(State(s): State<OpsState>) -> Response {
+    let degraded: String = s
+        .health
+        .degradations()
+        .iter()
+        .map(|d| format!("degraded: {d}\n"))
+        .collect();
     match s.health.status() {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(()) => (StatusCode::OK, format!("ready\n{degraded}")).into_response(),
         Err(failing) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready\n{}\n", failing.join("\n")),
+            format!("not ready\n{}\n{degraded}", failing.join("\n")),
         )
             .into_response(),
     }
@@ -227,5 +259,17 @@ mod tests {
         assert_eq!(h.status(), Err(vec!["clickhouse: connecting".to_string()]));
         h.ready("clickhouse");
         assert!(h.status().is_ok());
+    }
+
+    #[test]
+    fn a_degraded_dependency_is_named_but_leaves_the_binary_ready() {
+        let h = Health::new();
+        h.register("kafka", "connecting");
+        h.ready("kafka");
+        h.degraded("kafka", Some("broker 2 is missing".into()));
+        assert!(h.status().is_ok());
+        assert_eq!(h.degradations(), ["kafka: broker 2 is missing"]);
+        h.degraded("kafka", None);
+        assert!(h.degradations().is_empty());
     }
 }

@@ -19,6 +19,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::future::Either;
 
 use serde::Deserialize;
 
@@ -58,6 +61,21 @@ impl Destination for Warehouse {
     }
 }
 
+impl Warehouse {
+    /// The replicas that did not answer when last tried (a write or a check), each with why and
+    /// where its shard's parts go meanwhile; empty on one server.
+    pub fn unreachable_replicas(&self) -> Vec<String> {
+        match self {
+            Self::Single(_) => Vec::new(),
+            Self::Sharded(writer) => writer.unreachable_replicas(),
+        }
+    }
+}
+
+/// How often each replica is checked while the sink writes (a replica the writes do not use
+/// would otherwise go unnoticed, and one that came back would still be named).
+const CHECK_EVERY: Duration = Duration::from_secs(3);
+
 /// Writes rows into the local tables (`events_local`, `conversion_credits_local`) of the
 /// shard each belongs to (see the module documentation).
 pub struct ShardedWriter {
@@ -84,6 +102,45 @@ struct Shard {
 struct Replica {
     url: String,
     client: clickhouse::Client,
+    health: Mutex<ReplicaHealth>,
+}
+
+#[derive(Default)]
+struct ReplicaHealth {
+    /// Why the last request to it failed, while it does not answer.
+    unreachable: Option<String>,
+    /// When a check of it last started.
+    checked: Option<Instant>,
+}
+
+impl Replica {
+    fn mark(&self, unreachable: Option<String>) {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unreachable = unreachable;
+    }
+
+    /// Whether a check is due, and if so, takes it (so that two writes do not both check).
+    fn check_due(&self, now: Instant) -> bool {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = health
+            .checked
+            .is_none_or(|at| now.duration_since(at) >= CHECK_EVERY);
+        if due {
+            health.checked = Some(now);
+        }
+        due
+    }
+
+    async fn check(&self) {
+        let answered = self.client.query("SELECT 1").fetch_one::<u8>().await;
+        self.mark(
+            answered.err().map(|e| {
+                WarehouseError::classify(format!("a check of {}", self.url), e).to_string()
+            }),
+        );
+    }
 }
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -120,6 +177,48 @@ impl ShardedWriter {
         anonymous_id: &str,
     ) -> Result<usize, WarehouseError> {
         Ok(self.layout().await?.shard_of(site_id, anonymous_id))
+    }
+
+    /// The replicas that did not answer when last tried (see [`Warehouse::unreachable_replicas`]).
+    pub fn unreachable_replicas(&self) -> Vec<String> {
+        let layout = self
+            .layout
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(layout) = layout else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for shard in &layout.shards {
+            let preferred = &shard.replicas[shard.preferred.load(Ordering::Relaxed)].url;
+            for replica in &shard.replicas {
+                let health = replica
+                    .health
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(why) = &health.unreachable {
+                    let why: String = why.chars().take(200).collect();
+                    out.push(format!(
+                        "replica {} of shard {} does not answer ({why}); shard {} is written on {preferred}",
+                        replica.url, shard.number, shard.number
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks the replicas whose check is due, all at once.
+    async fn check_replicas(&self, layout: &Layout) {
+        let now = Instant::now();
+        let due: Vec<&Replica> = layout
+            .shards
+            .iter()
+            .flat_map(|s| &s.replicas)
+            .filter(|r| r.check_due(now))
+            .collect();
+        futures::future::join_all(due.into_iter().map(Replica::check)).await;
     }
 
     /// For each shard, the URL of the replica its next part goes to first (the one that took the
@@ -218,6 +317,7 @@ impl ShardedWriter {
                     ..self.cfg.clone()
                 }),
                 url,
+                health: Mutex::default(),
             };
             match shards.last_mut() {
                 Some((shard, _)) if shard.number == row.shard_num => shard.replicas.push(replica),
@@ -269,7 +369,14 @@ impl ShardedWriter {
             .enumerate()
             .filter(|(_, (e, c))| !e.is_empty() || !c.is_empty())
             .map(|(i, (e, c))| write_part(&layout.shards[i], e, c));
-        let results = futures::future::join_all(writes).await;
+        // The checks that are due run beside the writes; a check still waiting when the writes
+        // are done (a replica that hangs) is dropped, its replica keeping what it was known as.
+        let writes = std::pin::pin!(futures::future::join_all(writes));
+        let checks = std::pin::pin!(self.check_replicas(&layout));
+        let results = match futures::future::select(writes, checks).await {
+            Either::Left((results, _)) => results,
+            Either::Right(((), writes)) => writes.await,
+        };
         let mut first_error: Option<WarehouseError> = None;
         for error in results.into_iter().filter_map(Result::err) {
             if error.is_retryable() {
@@ -321,11 +428,13 @@ async fn write_part(
         .await;
         match written {
             Ok(()) => {
+                replica.mark(None);
                 shard.preferred.store(index, Ordering::Relaxed);
                 return Ok(());
             }
             Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, shard = shard.number, "replica unavailable, trying the shard's next replica");
+                replica.mark(Some(e.to_string()));
                 last_error = Some(e);
             }
             Err(e) => return Err(e),
