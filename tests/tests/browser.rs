@@ -89,9 +89,8 @@ async fn run_script(script: &str, env: &[(&str, &str)]) -> Value {
         out.status
     );
     let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!("{script} printed no JSON summary ({e}):\n{stdout}\n{stderr}")
-    })
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON summary ({e}):\n{stdout}\n{stderr}"))
 }
 
 fn gzip_len(bytes: &[u8]) -> usize {
@@ -457,8 +456,7 @@ async fn consent_and_cookieless_modes_store_nothing_they_should_not() {
     require_tools();
     let topics = TestTopics::create(2).await;
     let db = ScratchDatabase::new();
-    let clock_file =
-        std::env::temp_dir().join(touchstream_tests::unique("ts-cookieless-clock-"));
+    let clock_file = std::env::temp_dir().join(touchstream_tests::unique("ts-cookieless-clock-"));
     let config = format!(
         "[producer.cookieless]\ntest_clock_file = {:?}\n",
         clock_file.display().to_string()
@@ -520,7 +518,10 @@ async fn consent_and_cookieless_modes_store_nothing_they_should_not() {
     let consent = &summary["consent"];
     assert_eq!(consent["before"]["requests"], 0, "sent before consent");
     assert_nothing_stored(&consent["before"]["stored"], "before consent");
-    assert_eq!(summary["requests_from_consent_a"], 0, "left without consent");
+    assert_eq!(
+        summary["requests_from_consent_a"], 0,
+        "left without consent"
+    );
     let id = consent["consented"]["id"].as_str().unwrap();
     assert_eq!(uuid_version(id), Some(4), "{id}");
     assert_eq!(
@@ -532,8 +533,14 @@ async fn consent_and_cookieless_modes_store_nothing_they_should_not() {
         consent["consented"]["answer"]["body"]["accepted"], 2,
         "the held landing and purchase leave on consent"
     );
-    assert_eq!(consent["next_page"]["id"], id, "the stored id on the next page");
-    assert_eq!(consent["refused"]["requests"], 0, "sent after consent(false)");
+    assert_eq!(
+        consent["next_page"]["id"], id,
+        "the stored id on the next page"
+    );
+    assert_eq!(
+        consent["refused"]["requests"], 0,
+        "sent after consent(false)"
+    );
     assert_nothing_stored(&consent["refused"]["stored"], "after consent(false)");
     let again = consent["again"]["id"].as_str().unwrap();
     assert_eq!(uuid_version(again), Some(4));
@@ -581,7 +588,11 @@ async fn consent_and_cookieless_modes_store_nothing_they_should_not() {
     for r in requests {
         assert!(r["url"].as_str().unwrap().contains("cookieless=1"), "{r}");
         assert!(
-            r["anonymous_ids"].as_array().unwrap().iter().all(Value::is_null),
+            r["anonymous_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(Value::is_null),
             "a cookieless request sent an id: {r}"
         );
     }
@@ -612,6 +623,8 @@ async fn consent_and_cookieless_modes_store_nothing_they_should_not() {
     assert_eq!(three, four, "after midnight, again one visitor");
     assert_ne!(one, three, "the id rotates at midnight UTC");
     // The signup of the first visit is that visitor's, credited to its landing's session.
-    let signup = only(&events, "cookieless signup", |r| r["event_type"] == "signup");
+    let signup = only(&events, "cookieless signup", |r| {
+        r["event_type"] == "signup"
+    });
     assert_eq!(signup["anonymous_id"], one);
 }

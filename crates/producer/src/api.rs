@@ -343,11 +343,20 @@ async fn import(
     body: Body,
 ) -> Response {
     let key = query_write_key(query.as_deref());
-    let response =
-        match collect_inner(&state, peer, &headers, key, body, received_via::IMPORT, false).await {
-            Ok((status, body)) => (status, Json(body)).into_response(),
-            Err(e) => e.into_response(),
-        };
+    let response = match collect_inner(
+        &state,
+        peer,
+        &headers,
+        key,
+        body,
+        received_via::IMPORT,
+        false,
+    )
+    .await
+    {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    };
     metrics::request("/v1/import", response.status().as_u16());
     response
 }
@@ -419,7 +428,9 @@ fn set_cookieless_id(value: &mut Value, id: &str) -> Option<FieldError> {
         }
         Some(_) => Some(FieldError {
             field: "anonymous_id".into(),
-            reason: "must be left out of a cookieless request (cookieless=1): the collector computes it".into(),
+            reason:
+                "must be left out of a cookieless request (cookieless=1): the collector computes it"
+                    .into(),
         }),
     }
 }
@@ -616,7 +627,11 @@ mod tests {
         let served = served_tracker();
         assert!(served.len() < TRACKER_JS.len());
         assert!(served.starts_with("/*!"));
-        assert!(!served.lines().any(|l| l.starts_with("//") || l.starts_with(' ')));
+        assert!(
+            !served
+                .lines()
+                .any(|l| l.starts_with("//") || l.starts_with(' '))
+        );
         // Every line of code is still there, in order.
         let code: Vec<&str> = TRACKER_JS
             .lines()
@@ -629,7 +644,11 @@ mod tests {
 
     #[test]
     fn cookieless_takes_1_or_0_and_names_itself_otherwise() {
-        assert!(query_cookieless(Some("write_key=k&cookieless=1")).ok().unwrap());
+        assert!(
+            query_cookieless(Some("write_key=k&cookieless=1"))
+                .ok()
+                .unwrap()
+        );
         assert!(!query_cookieless(Some("cookieless=0")).ok().unwrap());
         assert!(!query_cookieless(None).ok().unwrap());
         let Err(ApiError::Query(name, reason)) = query_cookieless(Some("cookieless=yes")) else {

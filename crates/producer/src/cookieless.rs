@@ -178,7 +178,10 @@ mod tests {
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
         );
         assert_eq!(
-            hex(&hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"])),
+            hex(&hmac_sha256(
+                b"Jefe",
+                &[b"what do ya want ", b"for nothing?"]
+            )),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(
@@ -208,7 +211,11 @@ mod tests {
         assert_eq!(u.get_version_num(), 8, "{a}");
         assert_eq!(u.hyphenated().to_string(), a, "canonical spelling");
         at.store(MIDNIGHT - 1, Ordering::SeqCst);
-        assert_eq!(ids.id("shop", "203.0.113.0", ua), a, "same day, same visitor");
+        assert_eq!(
+            ids.id("shop", "203.0.113.0", ua),
+            a,
+            "same day, same visitor"
+        );
         // Every input counts.
         assert_ne!(ids.id("other", "203.0.113.0", ua), a);
         assert_ne!(ids.id("shop", "198.51.100.0", ua), a);
