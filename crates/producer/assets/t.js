@@ -1,4 +1,6 @@
 /*! touchstream tracker: README.md, "Tracker" */
+// Served without its full-line comments and indentation (crates/producer/src/api.rs): no
+// string or template literal may have a line break in its text.
 ((w, d, n) => {
   'use strict';
   const noop = () => {};
@@ -61,9 +63,8 @@
         if (!cookie) return value ? localStorage.setItem(key, value) : localStorage.removeItem(key);
         const host = location.hostname;
         const domain = siteHosts.find((s) => host === s || host.endsWith('.' + s));
-        const c = `${key}=${encodeURIComponent(value || '')}; path=/; max-age=${value ? 63072000 : 0}; SameSite=Lax${
-          location.protocol === 'https:' ? '; Secure' : ''
-        }`;
+        const secure = location.protocol === 'https:' ? '; Secure' : '';
+        const c = `${key}=${encodeURIComponent(value || '')}; path=/; max-age=${value ? 63072000 : 0}; SameSite=Lax${secure}`;
         if (domain) d.cookie = `${c}; domain=${domain}`;
         if (!domain || read(key) !== value) d.cookie = c; // domain refused: host-only
       } catch (e) {}
