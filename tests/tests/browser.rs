@@ -53,13 +53,28 @@ fn require_tools() {
 
 /// Runs the browser journeys against `collector` and returns their summary.
 async fn run_browser(collector: &str, order_id: &str) -> Value {
-    let (collector, order_id) = (collector.to_string(), order_id.to_string());
+    run_script(
+        "tracker.mjs",
+        &[
+            ("TOUCHSTREAM_COLLECTOR_URL", collector),
+            ("TOUCHSTREAM_ORDER_ID", order_id),
+        ],
+    )
+    .await
+}
+
+/// Runs `tests/browser/<script>` with `env` and returns the JSON summary it prints last.
+async fn run_script(script: &str, env: &[(&str, &str)]) -> Value {
+    let arg = script.to_string();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .arg("tracker.mjs")
+            .arg(arg)
             .current_dir(browser_dir())
-            .env("TOUCHSTREAM_COLLECTOR_URL", collector)
-            .env("TOUCHSTREAM_ORDER_ID", order_id)
+            .envs(env)
             .env("CHROMIUM_PATH", CHROMIUM)
             .output()
     })
@@ -70,13 +85,12 @@ async fn run_browser(collector: &str, order_id: &str) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "tests/browser/tracker.mjs failed ({}):\n{stderr}\n{stdout}",
+        "tests/browser/{script} failed ({}):\n{stderr}\n{stdout}",
         out.status
     );
     let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!("tracker.mjs printed no JSON summary ({e}):\n{stdout}\n{stderr}")
-    })
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON summary ({e}):\n{stdout}\n{stderr}"))
 }
 
 fn gzip_len(bytes: &[u8]) -> usize {
@@ -384,4 +398,233 @@ async fn a_browser_arriving_from_social_posts_is_attributed_to_them() {
         ("facebook", "facebook", "Organic Social", "fbclid", "1"),
         "{fb_landing:#?}"
     );
+}
+
+fn uuid_version(id: &str) -> Option<usize> {
+    uuid::Uuid::parse_str(id)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == id)
+        .map(|u| u.get_version_num())
+}
+
+fn names(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().or_else(|| c["name"].as_str()).unwrap())
+        .collect()
+}
+
+/// The shop keeps nothing: no cookie, no localStorage or sessionStorage entry.
+fn assert_nothing_stored(stored: &Value, when: &str) {
+    assert!(
+        names(&stored["cookies"]).is_empty()
+            && names(&stored["local"]).is_empty()
+            && names(&stored["session"]).is_empty(),
+        "{when}: something was stored: {stored}"
+    );
+}
+
+/// Rows of `events` whose page is under `http://shop.example:<port><prefix>`, at least
+/// `at_least` of them.
+async fn events_under(db: &ScratchDatabase, port: u64, prefix: &str, at_least: usize) -> Vec<Row> {
+    eventually(
+        &format!("{at_least} events under {prefix} in ClickHouse"),
+        Duration::from_secs(60),
+        || async {
+            let text = db
+                .query(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events FINAL \
+                     WHERE startsWith(page_url, 'http://shop.example:{port}{prefix}') \
+                     ORDER BY event_time_ms, event_type FORMAT JSONEachRow"
+                ))
+                .await;
+            let found = rows(&text);
+            (found.len() >= at_least).then_some(found)
+        },
+    )
+    .await
+}
+
+/// t.js's `data-consent="required"` and `"cookieless"` in Chromium (`tests/browser/privacy.mjs`):
+/// nothing stored or sent before consent, held events sent on consent(true), everything
+/// cleared on consent(false); cookieless visits store nothing and get the collector's daily id,
+/// one per browser and UTC day, a new one after midnight (the collector's salt clock is moved
+/// by the test-only `cookieless.test_clock_file`).
+#[tokio::test(flavor = "multi_thread")]
+async fn consent_and_cookieless_modes_store_nothing_they_should_not() {
+    require_tools();
+    let topics = TestTopics::create(2).await;
+    let db = ScratchDatabase::new();
+    let clock_file = std::env::temp_dir().join(touchstream_tests::unique("ts-cookieless-clock-"));
+    let config = format!(
+        "[producer.cookieless]\ntest_clock_file = {:?}\n",
+        clock_file.display().to_string()
+    );
+    let pipeline = Pipeline::start_with_config(&topics, &db, &config).await;
+    let collector = pipeline.producer_url.clone();
+
+    // The collector's answers to a cookieless request it cannot take.
+    let http = reqwest::Client::new();
+    let click = serde_json::json!([{"event_type": "click", "page_url": "http://shop.example/x"}]);
+    let r = http
+        .post(format!("{collector}/v1/events?cookieless=yes"))
+        .json(&click)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "cookieless", "{body}");
+    let own_id = serde_json::json!([{"event_type": "click", "page_url": "http://shop.example/x",
+        "anonymous_id": "0b7e3d8a-4f43-4c3e-9a43-8f0c5a1d2e3f"}]);
+    let r = http
+        .post(format!("{collector}/v1/events?cookieless=1"))
+        .json(&own_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&body["accepted"], &body["errors"][0]["field"]),
+        (&Value::from(0), &Value::from("anonymous_id")),
+        "{body}"
+    );
+
+    let now_ms = touchstream_model::time::now_ms();
+    let midnight = (now_ms / 86_400_000 + 1) * 86_400_000;
+    let order_id = format!("o-{}", uuid::Uuid::new_v4());
+    let summary = run_script(
+        "privacy.mjs",
+        &[
+            ("TOUCHSTREAM_COLLECTOR_URL", &collector),
+            ("TOUCHSTREAM_ORDER_ID", &order_id),
+            ("TOUCHSTREAM_CLOCK_FILE", &clock_file.display().to_string()),
+            ("TOUCHSTREAM_MIDNIGHT_MS", &midnight.to_string()),
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(&clock_file);
+    eprintln!("privacy summary: {summary:#}");
+    let port = summary["port"].as_u64().unwrap();
+    assert_eq!(summary["page_errors"], Value::Array(vec![]), "{summary}");
+    assert_eq!(
+        summary["accepted_by_collector"], summary["expected_events"],
+        "events the collector accepted"
+    );
+
+    // Consent required: nothing stored, nothing sent, until consent(true).
+    let consent = &summary["consent"];
+    assert_eq!(consent["before"]["requests"], 0, "sent before consent");
+    assert_nothing_stored(&consent["before"]["stored"], "before consent");
+    assert_eq!(
+        summary["requests_from_consent_a"], 0,
+        "left without consent"
+    );
+    let id = consent["consented"]["id"].as_str().unwrap();
+    assert_eq!(uuid_version(id), Some(4), "{id}");
+    assert_eq!(
+        names(&consent["consented"]["stored"]["cookies"]),
+        ["ts_aid"]
+    );
+    assert_eq!(consent["consented"]["answer"]["status"], 200);
+    assert_eq!(
+        consent["consented"]["answer"]["body"]["accepted"], 2,
+        "the held landing and purchase leave on consent"
+    );
+    assert_eq!(
+        consent["next_page"]["id"], id,
+        "the stored id on the next page"
+    );
+    assert_eq!(
+        consent["refused"]["requests"], 0,
+        "sent after consent(false)"
+    );
+    assert_nothing_stored(&consent["refused"]["stored"], "after consent(false)");
+    let again = consent["again"]["id"].as_str().unwrap();
+    assert_eq!(uuid_version(again), Some(4));
+    assert_ne!(again, id, "consent(false) cleared the visitor id");
+
+    let ls = &summary["localstorage"];
+    assert_nothing_stored(&ls["before"], "localStorage mode before consent");
+    let ls_id = ls["id"].as_str().unwrap();
+    assert_eq!(uuid_version(ls_id), Some(4));
+    assert_eq!(names(&ls["consented"]["local"]), ["ts_aid"]);
+    assert!(names(&ls["consented"]["cookies"]).is_empty());
+    assert_nothing_stored(&ls["refused"], "localStorage mode after consent(false)");
+
+    // In ClickHouse: the consented visitor's three events (the landing and purchase held before
+    // consent, the next page), none of the page left without consent.
+    let events = events_of(&db, id, 3).await;
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let shop = format!("http://shop.example:{port}");
+    let landing = only(&events, "held landing", |r| {
+        r["opens_touch"] == "1" && r["page_url"].contains("utm_source")
+    });
+    assert_eq!(
+        landing["page_url"],
+        format!("{shop}/consent/b?utm_source=partner&utm_medium=referral")
+    );
+    let purchase = only(&events, "held purchase", |r| r["event_type"] == "purchase");
+    assert_eq!(purchase["order_id"], order_id);
+    assert_eq!(purchase["session_source"], "partner", "{purchase:#?}");
+    assert_eq!(events_of(&db, again, 1).await.len(), 1);
+    assert_eq!(events_of(&db, ls_id, 1).await.len(), 1);
+    let left = events_under(&db, port, "/consent/", 5).await;
+    assert_eq!(left.len(), 5, "{left:#?}");
+    assert!(
+        !left.iter().any(|r| r["page_url"].contains("/consent/a")),
+        "the page left without consent sent nothing: {left:#?}"
+    );
+
+    // Cookieless: nothing stored, no id sent, the collector's id in ClickHouse.
+    let cookieless = &summary["cookieless"];
+    for s in cookieless["stored"].as_array().unwrap() {
+        assert_nothing_stored(s, "cookieless");
+    }
+    let requests = cookieless["requests"].as_array().unwrap();
+    assert!(requests.len() >= 4, "{cookieless}");
+    for r in requests {
+        assert!(r["url"].as_str().unwrap().contains("cookieless=1"), "{r}");
+        assert!(
+            r["anonymous_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(Value::is_null),
+            "a cookieless request sent an id: {r}"
+        );
+    }
+    for v in cookieless["visits"].as_array().unwrap() {
+        assert_eq!(v["status"], 200, "{v}");
+    }
+    let events = events_under(&db, port, "/cookieless/", 5).await;
+    assert_eq!(events.len(), 5, "{events:#?}");
+    let id_of = |path: &str| -> String {
+        let ids: std::collections::BTreeSet<&str> = events
+            .iter()
+            .filter(|r| r["page_url"] == format!("{shop}{path}"))
+            .map(|r| r["anonymous_id"].as_str())
+            .collect();
+        assert_eq!(ids.len(), 1, "{path}: {events:#?}");
+        ids.into_iter().next().unwrap().to_string()
+    };
+    let (one, two, three, four) = (
+        id_of("/cookieless/1"),
+        id_of("/cookieless/2"),
+        id_of("/cookieless/3"),
+        id_of("/cookieless/4"),
+    );
+    for id in [&one, &three] {
+        assert_eq!(uuid_version(id), Some(8), "a cookieless id: {id}");
+    }
+    assert_eq!(one, two, "one browser, one UTC day: one visitor");
+    assert_eq!(three, four, "after midnight, again one visitor");
+    assert_ne!(one, three, "the id rotates at midnight UTC");
+    // The signup of the first visit is that visitor's, credited to its landing's session.
+    let signup = only(&events, "cookieless signup", |r| {
+        r["event_type"] == "signup"
+    });
+    assert_eq!(signup["anonymous_id"], one);
 }

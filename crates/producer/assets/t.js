@@ -1,4 +1,6 @@
 /*! touchstream tracker: README.md, "Tracker" */
+// Served without its full-line comments and indentation (crates/producer/src/api.rs): no
+// string or template literal may have a line break in its text.
 ((w, d, n) => {
   'use strict';
   const noop = () => {};
@@ -14,10 +16,15 @@
     const opt = script.dataset;
     const url = new URL(opt.endpoint || '/v1/events', script.src);
     if (opt.writeKey) url.searchParams.set('write_key', opt.writeKey); // names the site
+    // data-consent: "required" keeps events in memory, stores nothing until consent(true);
+    // "cookieless" stores nothing ever and the collector computes a daily visitor id.
+    const cookieless = opt.consent === 'cookieless';
+    if (cookieless) url.searchParams.set('cookieless', '1');
     const endpoint = url.href;
     const siteHosts = (opt.siteHosts || '').toLowerCase().split(/[\s,]+/).filter(Boolean);
     const useCookie = opt.storage !== 'localstorage';
     const off = opt.respectDnt === 'true' && (n.doNotTrack === '1' || !!n.globalPrivacyControl);
+    let consent = opt.consent === 'required' ? 0 : 1; // 0: not yet asked, -1: refused
     // Top-level fields per event type; other keys go to properties.
     const FIELDS = {
       click: ['target_url', 'element', 'page_url', 'referrer'],
@@ -41,28 +48,29 @@
 
     // First-party: a 2-year SameSite=Lax cookie on the matching site host (subdomains share it),
     // or localStorage.
-    const load = (key) => {
+    const read = (key) => {
       try {
         if (!useCookie) return localStorage.getItem(key);
         const m = d.cookie.match(`(?:^|; )${key}=([^;]*)`);
         return m && decodeURIComponent(m[1]);
       } catch (e) {}
     };
-    const store = (key, value) => {
-      if (off) return;
+    const allowed = () => consent > 0 && !cookieless && !off;
+    const load = (key) => allowed() && read(key);
+    const store = (key, value) => allowed() && put(key, value);
+    const put = (key, value, cookie = useCookie) => {
       try {
-        if (!useCookie) return value ? localStorage.setItem(key, value) : localStorage.removeItem(key);
+        if (!cookie) return value ? localStorage.setItem(key, value) : localStorage.removeItem(key);
         const host = location.hostname;
         const domain = siteHosts.find((s) => host === s || host.endsWith('.' + s));
-        const c = `${key}=${encodeURIComponent(value || '')}; path=/; max-age=${value ? 63072000 : 0}; SameSite=Lax${
-          location.protocol === 'https:' ? '; Secure' : ''
-        }`;
+        const secure = location.protocol === 'https:' ? '; Secure' : '';
+        const c = `${key}=${encodeURIComponent(value || '')}; path=/; max-age=${value ? 63072000 : 0}; SameSite=Lax${secure}`;
         if (domain) d.cookie = `${c}; domain=${domain}`;
-        if (!domain || load(key) !== value) d.cookie = c; // domain refused: host-only
+        if (!domain || read(key) !== value) d.cookie = c; // domain refused: host-only
       } catch (e) {}
     };
 
-    const anonymousId = load('ts_aid') || uuid();
+    let anonymousId = load('ts_aid') || uuid();
     let userId = load('ts_uid');
     let queue = [];
     let timer = 0;
@@ -73,14 +81,14 @@
     };
 
     const event = (type, fields) => {
-      if (off) return;
+      if (off || consent < 0) return;
       const e = {
         event_id: uuid(),
         event_type: type,
-        anonymous_id: anonymousId,
         occurred_at: Date.now(),
         page_url: location.href,
       };
+      if (!cookieless) e.anonymous_id = anonymousId;
       if (userId) e.user_id = userId;
       if (d.referrer) e.referrer = d.referrer;
       const props = {};
@@ -90,11 +98,13 @@
         else e.properties = Object.assign(props, { [k]: String(v) });
       }
       queue = queue.concat(e).slice(-MAX_QUEUED);
+      if (!consent) return; // held in memory until consent(true)
       if (queue.length >= BATCH && !failures) flush();
       else schedule(1000);
     };
 
     const retry = (batch) => {
+      if (consent < 1) return;
       queue = batch.concat(queue).slice(-MAX_QUEUED);
       clearTimeout(timer);
       timer = 0;
@@ -123,7 +133,7 @@
     const flush = (beacon) => {
       clearTimeout(timer);
       timer = 0;
-      while (queue.length) {
+      while (consent > 0 && queue.length) {
         const batch = queue.splice(0, BATCH);
         const now = Date.now();
         batch.forEach((e) => (e.sent_at = now));
@@ -154,6 +164,28 @@
       track: safe((type, fields) => FIELDS[type] && event(type, fields)),
       identify: safe((id) => store('ts_uid', (userId = id == null || id === '' ? undefined : String(id)))),
       flush: safe(flush),
+      // true: store the visitor id and send what was held; false: clear what is stored, drop
+      // what is held, send nothing more.
+      consent: safe((yes) => {
+        if (yes) {
+          consent = 1;
+          anonymousId = load('ts_aid') || anonymousId;
+          userId = userId || load('ts_uid');
+          store('ts_aid', anonymousId);
+          store('ts_uid', userId);
+          queue.forEach((e) => {
+            if (!cookieless) e.anonymous_id = anonymousId;
+            if (userId) e.user_id = e.user_id || userId;
+          });
+          schedule(0);
+        } else {
+          consent = -1;
+          queue = [];
+          anonymousId = uuid();
+          userId = undefined;
+          for (const k of ['ts_aid', 'ts_uid']) put(k, '', true), put(k, '', false);
+        }
+      }),
       push: safe((c) => api[c[0]](...c.slice(1))),
     };
     w.touchstream = api;

@@ -15,12 +15,15 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use touchstream_avro::DlqRecord;
-use touchstream_model::incoming::{ServerContext, ValidationLimits, anonymize_ip, validate};
+use touchstream_model::incoming::{
+    FieldError, ServerContext, ValidationLimits, anonymize_ip, validate,
+};
 use touchstream_model::received_via;
 use touchstream_model::time::now_ms;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::body::{self, BodyError, Limits};
+use crate::cookieless::VisitorIds;
 use crate::delivery::{Delivery, DeliveryError};
 use crate::limits::{self, HeaderLimits};
 use crate::proxy::TrustedProxies;
@@ -32,8 +35,26 @@ use crate::{ProducerConfig, metrics};
 /// 500 events with 16 problems each would otherwise be a megabyte of errors).
 pub const MAX_LISTED_ERRORS: usize = 100;
 
-/// The browser tracker, served at `/t.js`.
+/// The browser tracker's source.
 pub const TRACKER_JS: &str = include_str!("../assets/t.js");
+
+/// The tracker as served at `/t.js`: without its full-line comments and indentation, which
+/// are a sixth of its weight on the wire (so no string in it may span lines).
+pub fn served_tracker() -> &'static str {
+    static SERVED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| strip(TRACKER_JS));
+    &SERVED
+}
+
+fn strip(js: &str) -> String {
+    js.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .fold(String::with_capacity(js.len()), |mut out, l| {
+            out.push_str(l);
+            out.push('\n');
+            out
+        })
+}
 
 /// A transparent 1×1 GIF.
 const PIXEL_GIF: &[u8] = &[
@@ -50,6 +71,7 @@ struct AppState {
     body_read_timeout: Duration,
     sites: Arc<Sites>,
     proxies: TrustedProxies,
+    visitor_ids: VisitorIds,
 }
 
 /// The collector's routes. `mapping` is the Segment mapping every site starts from.
@@ -80,6 +102,7 @@ pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>, mapping: Arc<Mappin
         body_read_timeout: Duration::from_millis(cfg.body_read_timeout_ms),
         sites: sites.clone(),
         proxies,
+        visitor_ids: VisitorIds::new(&cfg.cookieless),
     });
     let header_limits = Arc::new(HeaderLimits {
         max_user_agent_bytes: cfg.max_user_agent_bytes,
@@ -170,6 +193,8 @@ fn is_zero(n: &usize) -> bool {
 
 pub enum ApiError {
     Body(BodyError),
+    /// A query parameter with a value the route does not take: its name and why.
+    Query(&'static str, String),
     Delivery(DeliveryError, u32),
     Site(SiteError),
 }
@@ -178,6 +203,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Site(e) => e.into_response(),
+            ApiError::Query(name, reason) => (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": format!("{name}: {reason}"), "field": name })),
+            )
+                .into_response(),
             ApiError::Body(e) => {
                 let status = match e {
                     BodyError::TooLarge { .. }
@@ -248,9 +278,29 @@ fn server_context(
 /// `write_key` of a query string (t.js puts its `data-write-key` there: sendBeacon cannot
 /// set headers).
 fn query_write_key(query: Option<&str>) -> Option<String> {
+    query_param(query, "write_key")
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == "write_key")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// `cookieless=1` (t.js's `data-consent="cookieless"`): the events carry no `anonymous_id`
+/// and the collector computes one (see [`crate::cookieless`]).
+fn query_cookieless(query: Option<&str>) -> Result<bool, ApiError> {
+    match query_param(query, "cookieless").as_deref() {
+        None | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(other) => Err(ApiError::Query(
+            "cookieless",
+            format!(
+                "expected 1 (the collector computes each event's anonymous_id) or 0, got {}",
+                touchstream_model::incoming::quote(other)
+            ),
+        )),
+    }
 }
 
 /// `POST /v1/events`: live events; clock skew is corrected against `sent_at`.
@@ -262,11 +312,23 @@ async fn collect(
     body: Body,
 ) -> Response {
     let key = query_write_key(query.as_deref());
-    let response =
-        match collect_inner(&state, peer, &headers, key, body, received_via::EVENTS).await {
+    let response = match query_cookieless(query.as_deref()) {
+        Err(e) => e.into_response(),
+        Ok(cookieless) => match collect_inner(
+            &state,
+            peer,
+            &headers,
+            key,
+            body,
+            received_via::EVENTS,
+            cookieless,
+        )
+        .await
+        {
             Ok((status, body)) => (status, Json(body)).into_response(),
             Err(e) => e.into_response(),
-        };
+        },
+    };
     metrics::request("/v1/events", response.status().as_u16());
     response
 }
@@ -281,11 +343,20 @@ async fn import(
     body: Body,
 ) -> Response {
     let key = query_write_key(query.as_deref());
-    let response =
-        match collect_inner(&state, peer, &headers, key, body, received_via::IMPORT).await {
-            Ok((status, body)) => (status, Json(body)).into_response(),
-            Err(e) => e.into_response(),
-        };
+    let response = match collect_inner(
+        &state,
+        peer,
+        &headers,
+        key,
+        body,
+        received_via::IMPORT,
+        false,
+    )
+    .await
+    {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    };
     metrics::request("/v1/import", response.status().as_u16());
     response
 }
@@ -297,6 +368,7 @@ async fn collect_inner(
     write_key: Option<String>,
     body: Body,
     received_via: &'static str,
+    cookieless: bool,
 ) -> Result<(StatusCode, CollectResponse), ApiError> {
     let site = state
         .sites
@@ -335,24 +407,60 @@ async fn collect_inner(
         ));
     }
     let ctx = server_context(state, &site, headers, peer, received_via);
-    accept(state, &ctx, events).await
+    let cookieless_id = cookieless.then(|| {
+        state.visitor_ids.id(
+            &site.id,
+            ctx.ip.as_deref().unwrap_or_default(),
+            ctx.user_agent.as_deref().unwrap_or_default(),
+        )
+    });
+    accept(state, &ctx, events, cookieless_id.as_deref()).await
+}
+
+/// Gives a cookieless event its computed `anonymous_id`; one that brings its own is refused
+/// (a stored id is what the mode promises not to have).
+fn set_cookieless_id(value: &mut Value, id: &str) -> Option<FieldError> {
+    let obj = value.as_object_mut()?;
+    match obj.get("anonymous_id") {
+        None | Some(Value::Null) => {
+            obj.insert("anonymous_id".into(), Value::String(id.to_owned()));
+            None
+        }
+        Some(_) => Some(FieldError {
+            field: "anonymous_id".into(),
+            reason:
+                "must be left out of a cookieless request (cookieless=1): the collector computes it"
+                    .into(),
+        }),
+    }
 }
 
 /// Validates each event, sends the valid ones and dead-letters the others, both at once.
 async fn accept(
     state: &AppState,
     ctx: &ServerContext,
-    events: Vec<Value>,
+    mut events: Vec<Value>,
+    cookieless_id: Option<&str>,
 ) -> Result<(StatusCode, CollectResponse), ApiError> {
     let mut valid = Vec::with_capacity(events.len());
     let mut errors = Vec::new();
     let mut errors_omitted = 0;
     let mut rejected = 0;
     let mut dead = Vec::new();
-    for (index, value) in events.iter().enumerate() {
-        match validate(value, ctx, &state.validation, || {
+    for (index, value) in events.iter_mut().enumerate() {
+        let refused = cookieless_id.and_then(|id| set_cookieless_id(value, id));
+        let checked = validate(value, ctx, &state.validation, || {
             uuid::Uuid::now_v7().to_string()
-        }) {
+        });
+        let checked = match (checked, refused) {
+            (ok, None) => ok,
+            (Ok(_), Some(e)) => Err(vec![e]),
+            (Err(mut errors), Some(e)) => {
+                errors.insert(0, e);
+                Err(errors)
+            }
+        };
+        match checked {
             Ok(e) => {
                 if !ctx.is_import() {
                     metrics::clock_correction(e.clock_correction_ms);
@@ -453,7 +561,7 @@ async fn pixel(
         Ok(r) if r.site.honour_dnt && wants_no_tracking(&headers) => (StatusCode::OK, None),
         Ok(r) => {
             let ctx = server_context(&state, &r.site, &headers, peer, received_via::PIXEL);
-            match accept(&state, &ctx, vec![Value::Object(event)]).await {
+            match accept(&state, &ctx, vec![Value::Object(event)], None).await {
                 Ok((status, answer)) => (
                     status,
                     answer
@@ -504,7 +612,63 @@ async fn tracker() -> Response {
             (CONTENT_TYPE, "application/javascript; charset=utf-8"),
             (CACHE_CONTROL, "public, max-age=300"),
         ],
-        TRACKER_JS,
+        served_tracker(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_served_tracker_keeps_the_code_and_drops_comment_lines() {
+        let served = served_tracker();
+        assert!(served.len() < TRACKER_JS.len());
+        assert!(served.starts_with("/*!"));
+        assert!(
+            !served
+                .lines()
+                .any(|l| l.starts_with("//") || l.starts_with(' '))
+        );
+        // Every line of code is still there, in order.
+        let code: Vec<&str> = TRACKER_JS
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+            .collect();
+        assert_eq!(served.lines().collect::<Vec<_>>(), code);
+        assert_eq!(strip("  a\n  // b\n\n c // d\n"), "a\nc // d\n");
+    }
+
+    #[test]
+    fn cookieless_takes_1_or_0_and_names_itself_otherwise() {
+        assert!(
+            query_cookieless(Some("write_key=k&cookieless=1"))
+                .ok()
+                .unwrap()
+        );
+        assert!(!query_cookieless(Some("cookieless=0")).ok().unwrap());
+        assert!(!query_cookieless(None).ok().unwrap());
+        let Err(ApiError::Query(name, reason)) = query_cookieless(Some("cookieless=yes")) else {
+            panic!("cookieless=yes accepted");
+        };
+        assert_eq!(name, "cookieless");
+        assert!(reason.contains("\"yes\""), "{reason}");
+    }
+
+    #[test]
+    fn a_cookieless_event_gets_the_computed_id_and_may_not_bring_one() {
+        let mut e = serde_json::json!({"event_type": "click"});
+        assert!(set_cookieless_id(&mut e, "id-1").is_none());
+        assert_eq!(e["anonymous_id"], "id-1");
+        let mut e = serde_json::json!({"event_type": "click", "anonymous_id": null});
+        assert!(set_cookieless_id(&mut e, "id-1").is_none());
+        assert_eq!(e["anonymous_id"], "id-1");
+        let mut e = serde_json::json!({"event_type": "click", "anonymous_id": "mine"});
+        let err = set_cookieless_id(&mut e, "id-1").unwrap();
+        assert_eq!(err.field, "anonymous_id");
+        assert_eq!(e["anonymous_id"], "mine");
+    }
 }

@@ -54,6 +54,8 @@ pub struct ProducerConfig {
     pub trusted_proxies: Vec<String>,
     /// The Segment-compatible routes (`/v1/batch`, `/v1/track` …).
     pub segment: SegmentConfig,
+    /// How the visitor ids of cookieless requests (`?cookieless=1`) are salted.
+    pub cookieless: crate::cookieless::CookielessConfig,
 }
 
 /// Limits of the Segment-compatible routes, as Segment documents them.
@@ -104,6 +106,7 @@ impl Default for ProducerConfig {
             sites: Vec::new(),
             trusted_proxies: Vec::new(),
             segment: SegmentConfig::default(),
+            cookieless: Default::default(),
         }
     }
 }
@@ -156,6 +159,7 @@ impl ProducerConfig {
             self.segment.max_message_bytes <= self.segment.max_batch_bytes,
             "segment.max_message_bytes must be at most segment.max_batch_bytes"
         );
+        self.cookieless.validate()?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! - [`limits`]: header checks before any route (User-Agent, declared body length).
 //! - [`api`]: the HTTP routes and the error → status mapping.
 //! - [`body`]: reading a request body: size and time limits, gzip, content types, UTF-8, JSON.
+//! - [`cookieless`]: the visitor ids of cookieless requests (a daily-salted hash).
 //! - [`delivery`]: Kafka delivery with a bounded number of events in flight.
 //! - [`segment`]: the Segment tracking API (`/v1/batch`, `/v1/track` …) and its mapping.
 //! - [`sites`]: which site a request belongs to (write keys, hosts, CORS, DNT policy).
@@ -24,6 +25,8 @@ pub mod api;
 pub mod body;
 #[cfg(feature = "service")]
 pub mod config;
+#[cfg(feature = "service")]
+pub mod cookieless;
 #[cfg(feature = "service")]
 pub mod delivery;
 #[cfg(feature = "service")]

@@ -9,6 +9,8 @@
 
 mod chart;
 mod classify;
+#[cfg(test)]
+mod cookieless_days;
 mod dlq;
 mod figures;
 mod generate;
