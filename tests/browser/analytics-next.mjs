@@ -15,10 +15,9 @@
 
 import http from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const fail = (msg) => {
   console.error(`analytics-next.mjs: ${msg}`);
@@ -29,8 +28,6 @@ const writeKey = process.env.WRITE_KEY || fail('set WRITE_KEY');
 const orderId = process.env.ORDER_ID || fail('set ORDER_ID');
 const otherKey = process.env.OTHER_WRITE_KEY || fail('set OTHER_WRITE_KEY');
 const revenue = Number(process.env.REVENUE || '24.5');
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-if (!existsSync(executablePath)) fail(`${executablePath} is missing: run deploy/services.sh install-test-tools`);
 setTimeout(() => fail('gave up after 120 s'), 120_000).unref();
 
 // The package's UMD build: index.js defines window.AnalyticsNext; its lazily loaded chunks are
@@ -102,23 +99,7 @@ const server = http.createServer((req, res) => {
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const port = server.address().port;
 
-const version = execFileSync(executablePath, ['--version'], { encoding: 'utf8' }).match(/[\d.]+/)[0];
-const userAgent = `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${version} Safari/537.36`;
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-    `--user-agent=${userAgent}`,
-    '--host-resolver-rules=MAP l.facebook.com 127.0.0.1, MAP shop-b.example 127.0.0.1',
-  ],
-});
+const { browser } = await launch({ hosts: ['l.facebook.com', 'shop-b.example'], desktopUserAgent: true, fail });
 
 const errors = [];
 const answers = [];

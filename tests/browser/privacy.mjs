@@ -12,14 +12,12 @@
 // /usr/bin/chromium).
 
 import http from 'node:http';
-import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { writeFileSync } from 'node:fs';
+import { launch } from './chromium.mjs';
 
 const collector = process.env.TOUCHSTREAM_COLLECTOR_URL;
 const clockFile = process.env.TOUCHSTREAM_CLOCK_FILE;
 const midnight = Number(process.env.TOUCHSTREAM_MIDNIGHT_MS);
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ORDER_ID = process.env.TOUCHSTREAM_ORDER_ID || `o-privacy-${Date.now()}`;
 // What the collector must accept: the consent journeys (2 + 1 + 1), the localStorage one (1),
 // the cookieless visits (2 + 1 + 1 + 1).
@@ -33,7 +31,6 @@ const fail = (msg) => {
 };
 if (!collector) fail('set TOUCHSTREAM_COLLECTOR_URL to the collector base URL');
 if (!clockFile || !midnight) fail('set TOUCHSTREAM_CLOCK_FILE and TOUCHSTREAM_MIDNIGHT_MS');
-if (!existsSync(executablePath)) fail(`${executablePath} is missing: run deploy/services.sh install-test-tools`);
 setTimeout(() => fail('gave up after 150 s'), 150_000).unref();
 
 const tracker = (attrs) => `<script async src="${collector}/t.js" data-site-hosts="shop.example" ${attrs}></script>`;
@@ -63,23 +60,7 @@ await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const port = server.address().port;
 const shop = `http://shop.example:${port}`;
 
-const version = execFileSync(executablePath, ['--version'], { encoding: 'utf8' }).match(/[\d.]+/)[0];
-const userAgent = `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${version} Safari/537.36`;
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-    `--user-agent=${userAgent}`,
-    '--host-resolver-rules=MAP shop.example 127.0.0.1',
-  ],
-});
+const { browser } = await launch({ hosts: ['shop.example'], desktopUserAgent: true, fail });
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const errors = [];

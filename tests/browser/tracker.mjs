@@ -8,12 +8,9 @@
 // Env: TOUCHSTREAM_COLLECTOR_URL (required), CHROMIUM_PATH (default /usr/bin/chromium).
 
 import http from 'node:http';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const collector = process.env.TOUCHSTREAM_COLLECTOR_URL;
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ORDER_ID = process.env.TOUCHSTREAM_ORDER_ID || `o-browser-${Date.now()}`;
 const USER_ID = 'u-browser-42';
 // Journey 1: landing, link click, products page, queued download, signup, purchase; journey 2:
@@ -25,7 +22,6 @@ const fail = (msg) => {
   process.exit(1);
 };
 if (!collector) fail('set TOUCHSTREAM_COLLECTOR_URL to the collector base URL');
-if (!existsSync(executablePath)) fail(`${executablePath} is missing: run deploy/services.sh install-test-tools`);
 // Whatever goes wrong, the Rust test gets an answer rather than a hang.
 setTimeout(() => fail('gave up after 120 s'), 120_000).unref();
 
@@ -89,26 +85,8 @@ async function anonymousId(context) {
 const trackerReady = (p) => p.waitForFunction(() => window.touchstream && typeof window.touchstream.track === 'function');
 
 const { server, port } = await serve();
-// Headless Chromium says "HeadlessChrome", which the enricher rightly flags as a bot (bots open
-// no touch): the visitors present the user agent of the same Chromium with a screen. Set for
-// the whole browser, as beacons leave after their page (and a per-page override) is gone.
-const version = execFileSync(executablePath, ['--version'], { encoding: 'utf8' }).match(/[\d.]+/)[0];
-const userAgent = `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${version} Safari/537.36`;
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-    `--user-agent=${userAgent}`,
-    '--host-resolver-rules=MAP t.co 127.0.0.1, MAP l.facebook.com 127.0.0.1, MAP shop.example 127.0.0.1',
-  ],
-});
+// The visitors present a desktop Chromium's user agent (see chromium.mjs).
+const { browser } = await launch({ hosts: ['t.co', 'l.facebook.com', 'shop.example'], desktopUserAgent: true, fail });
 
 // A spy on sendBeacon (the tracker's path when a page goes away): how many events left that
 // way, kept in the shop's localStorage, which outlives the closed tabs.

@@ -11,16 +11,15 @@
 // (required), TOUCHSTREAM_QUERY (the first state; default January 2026, last_non_direct),
 // CHROMIUM_PATH (default /usr/bin/chromium).
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const base = process.env.TOUCHSTREAM_PAGE_URL;
 const emptyBase = process.env.TOUCHSTREAM_EMPTY_URL;
 const downBase = process.env.TOUCHSTREAM_DOWN_URL;
 const shots = process.env.TOUCHSTREAM_SCREENSHOTS;
 const query = process.env.TOUCHSTREAM_QUERY || 'model=last_non_direct&from=2026-01-01&to=2026-01-31';
-const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 const fail = (msg) => {
   console.error(`webreport.mjs: ${msg}`);
@@ -28,7 +27,6 @@ const fail = (msg) => {
 };
 if (!base) fail('set TOUCHSTREAM_PAGE_URL to the base URL of touchstream serve');
 if (!shots) fail('set TOUCHSTREAM_SCREENSHOTS to a folder for the screenshots');
-if (!existsSync(executablePath)) fail(`${executablePath} is missing: run deploy/services.sh install-test-tools`);
 setTimeout(() => fail('gave up after 120 s'), 120_000).unref();
 mkdirSync(shots, { recursive: true });
 
@@ -105,19 +103,7 @@ function read(page) {
   });
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-  ],
-});
+const { browser } = await launch({ fail });
 
 const states = {};
 let csv = null;

@@ -14,8 +14,10 @@ use touchstream_model::{
     AttributedEvent, AttributionModel, ConversionCredits, Credit, EventType, LifecycleStage,
     RawEvent, TouchFields,
 };
+use touchstream_tests::cluster::{self, CLUSTER};
 use touchstream_tests::{
-    Service, TestTopics, eventually, free_port, produce_payloads, unique, wait_ready,
+    CLICKHOUSE_URL as SINGLE_NODE, Service, TestTopics, eventually, free_port, produce_payloads,
+    unique, wait_ready,
 };
 use touchstream_warehouse::reports::{self, ReportParams};
 use touchstream_warehouse::{
@@ -23,48 +25,14 @@ use touchstream_warehouse::{
     rows_of,
 };
 
-const CLUSTER: &str = "touchstream";
 /// (node, HTTP URL, native address), in the order of `system.clusters`.
-const NODES: [(&str, &str, &str); 4] = [
-    (
-        "clickhouse-1-1",
-        "http://127.0.0.1:18123",
-        "127.0.0.1:19001",
-    ),
-    (
-        "clickhouse-1-2",
-        "http://127.0.0.1:18124",
-        "127.0.0.1:19002",
-    ),
-    (
-        "clickhouse-2-1",
-        "http://127.0.0.1:18125",
-        "127.0.0.1:19003",
-    ),
-    (
-        "clickhouse-2-2",
-        "http://127.0.0.1:18126",
-        "127.0.0.1:19004",
-    ),
-];
-const SINGLE_NODE: &str = "http://127.0.0.1:8123";
+const NODES: [(&str, &str, &str); 4] = cluster::CLICKHOUSE;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static CLUSTER_UP: std::sync::Once = std::sync::Once::new();
 
 fn services(args: &[&str]) {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = Command::new("deploy/services.sh")
-        .args(args)
-        .current_dir(root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "deploy/services.sh {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster::services(args);
 }
 
 /// Starts the cluster unless it answers already (about a second then).
@@ -881,6 +849,11 @@ async fn a_stopped_replica_is_failed_over_and_catches_up() {
             NODES[stopped].0,
             NODES[other].0
         );
+    }
+    // The Distributed read picks any replica of each shard: every replica must have fetched
+    // what its partner took (replication is asynchronous), not only the restarted one.
+    for node in 0..NODES.len() {
+        sync_replicas(&db, node).await;
     }
     let all_events: Vec<&EventRow> = batches.iter().flat_map(|b| &b.0).collect();
     let distinct: BTreeSet<_> = all_events.iter().map(|e| e.event_id).collect();
