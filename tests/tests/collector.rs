@@ -397,6 +397,11 @@ async fn broker_outage_gives_503s_then_recovers_and_loses_no_acknowledged_event(
                 },
             )
             .await;
+            assert_eq!(
+                metric_sum(&http, &url, "touchstream_producer_ready").await,
+                1.0,
+                "the readiness gauge is back to 1 with /readyz"
+            );
         }
         match phase {
             0 => assert!(
@@ -557,6 +562,11 @@ async fn broker_down_checks(http: &reqwest::Client, url: &str) {
     )
     .await;
     assert!(reason.contains("kafka"), "{reason}");
+    assert_eq!(
+        metric_sum(http, url, "touchstream_producer_ready").await,
+        0.0,
+        "the readiness gauge says what /readyz says"
+    );
     let dlq_accounted = || async {
         metric_sum(http, url, "touchstream_producer_dlq_records_total").await
             + metric_sum(http, url, "touchstream_producer_dlq_errors_total").await
