@@ -10,6 +10,8 @@
 #   deploy/services.sh cluster-env           the cluster's addresses as KEY=VALUE lines
 #   deploy/services.sh cluster-check         smoke check: kill a broker, stop a replica (under a minute)
 #   deploy/services.sh cluster-reset         stop the cluster and remove its data
+#   deploy/services.sh run-prometheus CONFIG PORT DATA_DIR
+#                                            a Prometheus of the caller's own, in the foreground (tests)
 #   deploy/services.sh install-test-tools    Kafka jars, promtool, chdb (current ClickHouse, embedded), schemathesis, Chromium + playwright-core,
 #                                            the Segment and RudderStack SDKs from npm
 #   deploy/services.sh logs                  where each service writes its log
@@ -123,16 +125,37 @@ clickhouse_start() {
 
 PROM_DIR="$STATE/prometheus"
 
+prometheus_install() { command -v prometheus >/dev/null || apt_install prometheus; }
+
+# The one Prometheus command line, for the shared instance and for a test's own.
+prometheus_args() { # CONFIG DATA_DIR LISTEN
+  echo --config.file="$1" --storage.tsdb.path="$2" --web.listen-address="$3"
+}
+
 prometheus_start() {
   if port_open $PROM_PORT; then log "prometheus already answers on 127.0.0.1:$PROM_PORT"; return; fi
-  command -v prometheus >/dev/null || apt_install prometheus
+  prometheus_install
   mkdir -p "$PROM_DIR/data"
   log "starting prometheus (log: $PROM_DIR/prometheus.log)"
-  (cd "$REPO/deploy/prometheus" && nohup prometheus --config.file=prometheus.yml \
-    --storage.tsdb.path="$PROM_DIR/data" --web.listen-address=127.0.0.1:$PROM_PORT \
+  # shellcheck disable=SC2046 # the arguments are paths without spaces
+  nohup prometheus $(prometheus_args "$REPO/deploy/prometheus/prometheus.yml" "$PROM_DIR/data" "127.0.0.1:$PROM_PORT") \
     >>"$PROM_DIR/prometheus.log" 2>&1 </dev/null &
-   echo $! >"$PROM_DIR/prometheus.pid")
+  echo $! >"$PROM_DIR/prometheus.pid"
   wait_for prometheus 30 port_open $PROM_PORT || die "prometheus did not answer, see $PROM_DIR/prometheus.log"
+}
+
+# `run-prometheus CONFIG PORT DATA_DIR`: a Prometheus of the caller's own, in the foreground
+# (the script becomes the Prometheus process, so the caller stops it by its pid), on
+# 127.0.0.1:PORT with its own config and data dir: what tests/tests/scrape.rs runs, one per test,
+# beside the shared one. Installs Prometheus (Debian's package) when it is missing.
+prometheus_run() {
+  [ $# = 3 ] || die "usage: $0 run-prometheus CONFIG PORT DATA_DIR"
+  local config=$1 port=$2 data=$3
+  [ -f "$config" ] || die "no prometheus config at $config"
+  prometheus_install
+  mkdir -p "$data"
+  # shellcheck disable=SC2046
+  exec prometheus $(prometheus_args "$config" "$data" "127.0.0.1:$port")
 }
 
 # -------------------------------------------------------------------------------------- cluster
@@ -709,9 +732,10 @@ case "$cmd" in
     else status; [ ! -d "$CLUSTER_DIR" ] || cluster_status; fi ;;
   logs) logs; [ ! -d "$CLUSTER_DIR" ] || cluster_logs ;;
   install-test-tools) install_test_tools ;;
+  run-prometheus) prometheus_run "${services[@]}" ;;
   cluster-node) cluster_node "${services[@]}" ;;
   cluster-env) cluster_env ;;
   cluster-check) cluster_check ;;
   cluster-reset) cluster_reset ;;
-  *) die "usage: $0 start|stop|status|logs|install-test-tools [service...] | cluster-node ACTION NODE | cluster-env | cluster-check | cluster-reset" ;;
+  *) die "usage: $0 start|stop|status|logs|install-test-tools [service...] | run-prometheus CONFIG PORT DATA_DIR | cluster-node ACTION NODE | cluster-env | cluster-check | cluster-reset" ;;
 esac

@@ -493,6 +493,14 @@ pub async fn read_topic(
     out
 }
 
+/// Where `deploy/services.sh` keeps its state (the Kafka jars among it): like the script,
+/// `$TOUCHSTREAM_SERVICES_DIR`, else `.services/` in the repo.
+pub fn services_dir() -> PathBuf {
+    std::env::var_os("TOUCHSTREAM_SERVICES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services"))
+}
+
 /// A Kafka broker of a test's own (same jars as `deploy/services.sh`, its own ports and data
 /// directory), for tests that stop and restart the broker without disturbing the shared one.
 pub struct PrivateBroker {
@@ -503,7 +511,7 @@ pub struct PrivateBroker {
 
 impl PrivateBroker {
     pub fn start() -> Self {
-        let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services/kafka/lib");
+        let lib = services_dir().join("kafka/lib");
         assert!(
             lib.exists(),
             "{} is missing: run deploy/services.sh start kafka",
@@ -561,7 +569,7 @@ impl PrivateBroker {
 
     /// Starts (again) on the same data and waits until it accepts connections.
     pub fn resume(&mut self) {
-        let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services/kafka/lib");
+        let lib = services_dir().join("kafka/lib");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

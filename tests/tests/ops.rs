@@ -74,9 +74,14 @@ fn emitted_by_code() -> BTreeSet<String> {
                 let text = std::fs::read_to_string(&path).unwrap();
                 names.extend(metric_names(&text));
                 // The lag gauge is named after the binary that creates the context.
-                for (i, _) in text.match_indices("LagContext::new(\"") {
-                    let binary: String = text[i + 17..].chars().take_while(|c| *c != '"').collect();
-                    names.insert(format!("touchstream_{binary}_consumer_lag_records"));
+                for constructor in ["LagContext::new(\"", "LagContext::by_position(\""] {
+                    for (i, _) in text.match_indices(constructor) {
+                        let binary: String = text[i + constructor.len()..]
+                            .chars()
+                            .take_while(|c| *c != '"')
+                            .collect();
+                        names.insert(format!("touchstream_{binary}_consumer_lag_records"));
+                    }
                 }
             }
         }

@@ -376,7 +376,8 @@ async fn refused_rows_go_to_the_dlq_but_missing_or_unfitting_tables_stall_the_si
         .await,
         0
     );
-    assert_eq!(metric(&ops, "touchstream_sink_dlq_rows_total").await, 1.0);
+    // The refused row and the undecodable record: every dead letter is counted.
+    assert_eq!(metric(&ops, "touchstream_sink_dlq_rows_total").await, 2.0);
 
     // 3. A guard that refuses every row of a batch: no row is at fault, so none is
     // dead-lettered; the sink stalls until the table is fixed, then loads them.

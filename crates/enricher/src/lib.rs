@@ -57,7 +57,7 @@ impl Application {
             ],
         )
         .await?;
-        let health = Health::new();
+        let health = Health::exported_as("touchstream_enricher_ready");
         for input in [Input::Raw, Input::Person] {
             health.register(input.name(), "starting");
         }

@@ -12,8 +12,16 @@ pub fn event_out(event_type: &'static str) {
     counter!("touchstream_enricher_events_out_total", "event_type" => event_type).increment(1);
 }
 
-pub fn conversion(model: &'static str, channel: &str) {
-    counter!("touchstream_enricher_conversions_total", "model" => model, "channel" => channel.to_string()).increment(1);
+/// One credited touch of a new conversion (weight > 0) under `model`; `social_network` is the
+/// touch's network, "none" when it has none (the catalogue's and GA4's lists bound the values).
+pub fn conversion(model: &'static str, channel: &str, social_network: Option<&str>) {
+    counter!(
+        "touchstream_enricher_conversions_total",
+        "model" => model,
+        "channel" => channel.to_string(),
+        "social_network" => social_network.unwrap_or("none").to_string()
+    )
+    .increment(1);
 }
 
 /// Later than the allowed lateness behind its device's newest event: attributed best effort.

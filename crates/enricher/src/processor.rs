@@ -190,7 +190,7 @@ impl<'a> Session<'a> {
         }
         let context = Context {
             changes: Mutex::new(Vec::new()),
-            lag: touchstream_kafka::LagContext::new("enricher"),
+            lag: touchstream_kafka::LagContext::by_position("enricher"),
             input,
         };
         let consumer: BaseConsumer<Context> = ccfg.create_with_context(context)?;
@@ -468,7 +468,11 @@ impl Out<'_> {
             if let Some(conversion) = &c.conversion {
                 for k in &conversion.credits {
                     if k.weight > 0.0 {
-                        metrics::conversion(k.model.as_str(), &k.channel);
+                        metrics::conversion(
+                            k.model.as_str(),
+                            &k.channel,
+                            k.social_network.as_deref(),
+                        );
                     }
                 }
             }

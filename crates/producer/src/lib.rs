@@ -79,7 +79,7 @@ mod service {
                 Some(path) => Mapping::from_path(path)?,
                 None => Mapping::builtin().clone(),
             });
-            let health = Health::new();
+            let health = Health::exported_as("touchstream_producer_ready");
             health.register("kafka", "connecting");
             let t = &config.topics;
             ensure_topics(&config.kafka, &[t.spec(&t.raw), t.spec(&t.dlq)]).await?;

@@ -36,7 +36,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: SinkConfig) -> anyhow::Result<Self> {
         config.validate()?;
-        let health = Health::new();
+        let health = Health::exported_as("touchstream_sink_ready");
         health.register("clickhouse", "not checked yet");
         if config.migrate_on_start {
             let applied = touchstream_warehouse::migrate(&config.clickhouse_admin()).await?;

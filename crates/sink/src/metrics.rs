@@ -23,6 +23,7 @@ pub fn retry() {
     counter!("touchstream_sink_insert_retries_total").increment(1);
 }
 
+/// Records sent to the DLQ: rows ClickHouse refused, and attributed records that do not decode.
 pub fn dlq(n: u64) {
     counter!("touchstream_sink_dlq_rows_total").increment(n);
 }

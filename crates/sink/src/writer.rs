@@ -159,7 +159,9 @@ impl Application {
                 batch.push(source, row, credits);
             }
             Err(e) => {
-                // A poison record: kept with its reason and position, and skipped.
+                // A poison record: kept with its reason and position, skipped, and counted
+                // like a refused row (the dead-letter alert sums this counter).
+                metrics::dlq(1);
                 self.dead_letter(
                     payload,
                     msg.key(),

@@ -1,6 +1,7 @@
 //! Classification throughput on a realistic mix of hits, side by side with a naive baseline
 //! (`url::Url::parse` of the referrer + host-suffix walk over a std `HashMap` + public-suffix
-//! lookup + scanning the landing URL's query pairs), as DESIGN.md measured it.
+//! lookup + scanning the landing URL's query pairs), the comparison the README's Benchmarks
+//! section reports.
 //!
 //! `cargo bench -p touchstream-attribution --bench classify` runs the Criterion groups, then a
 //! side-by-side timing of both on one core, prints a table with the ratio, and writes

@@ -574,7 +574,7 @@ mod tests {
         let c = Catalogue::builtin();
         assert!(
             c.social_networks().count() >= 30,
-            "DESIGN asks for >= 30 social networks"
+            "the catalogue promises at least 30 social networks (README, Design)"
         );
         for id in [
             "facebook",

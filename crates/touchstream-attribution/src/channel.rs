@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A channel, spelled exactly as DESIGN.md lists it (these strings are stored in ClickHouse and
+/// A channel, spelled exactly as the README's Design section lists it (these strings are stored in ClickHouse and
 /// matched by SQL and dashboards, so they never change).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Channel {
@@ -56,7 +56,8 @@ pub enum Channel {
 }
 
 impl Channel {
-    /// Every channel, in DESIGN.md's order (GA4's evaluation order, then AI Assistant).
+    /// Every channel, in GA4's evaluation order, then AI Assistant (the order of the README's
+    /// Design section).
     pub const ALL: [Channel; 20] = [
         Channel::Direct,
         Channel::CrossNetwork,
@@ -80,7 +81,7 @@ impl Channel {
         Channel::AiAssistant,
     ];
 
-    /// The exact DESIGN.md spelling.
+    /// The exact spelling (GA4's, plus "AI Assistant"), stored in ClickHouse.
     pub const fn as_str(self) -> &'static str {
         match self {
             Channel::Direct => "Direct",
@@ -113,12 +114,19 @@ impl fmt::Display for Channel {
     }
 }
 
-/// A string that is not one of DESIGN.md's channel names.
+/// A string that is not one of the channel names; the message lists them all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown channel {0:?}: use one of DESIGN.md's names exactly, e.g. \"Organic Social\" or \"AI Assistant\""
-)]
+#[error("unknown channel {0:?}: use one of these names exactly: {names}", names = channel_names())]
 pub struct UnknownChannel(pub String);
+
+/// Every channel name, quoted, in order, for the error message.
+fn channel_names() -> String {
+    Channel::ALL
+        .iter()
+        .map(|c| format!("{:?}", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl FromStr for Channel {
     type Err = UnknownChannel;
@@ -275,7 +283,18 @@ mod tests {
             assert_eq!(serde_json::from_str::<Channel>(&json).unwrap(), c);
             assert_eq!(c.as_str().parse::<Channel>().unwrap(), c);
         }
-        assert!("organic social".parse::<Channel>().is_err());
+        let err = "organic social".parse::<Channel>().unwrap_err().to_string();
+        // The message names every channel itself, so it points nowhere else.
+        assert!(
+            err.starts_with("unknown channel \"organic social\": use one of"),
+            "{err}"
+        );
+        for c in Channel::ALL {
+            assert!(
+                err.contains(&format!("\"{}\"", c.as_str())),
+                "{err} lacks {c}"
+            );
+        }
     }
 
     #[test]

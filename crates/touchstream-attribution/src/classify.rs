@@ -1,8 +1,8 @@
 //! Touch classification: (page URL, referrer, user agent, the site's own hosts) → [`Touch`].
 //!
-//! Precedence is DESIGN.md's, literally: 1 `utm_*` on the landing URL, 2 ad click ids, 3 the
-//! referrer host (matched by suffix against the catalogue), 4 in-app browser markers in the user
-//! agent when the referrer is empty, 5 Direct. The channel always comes from GA4's rules
+//! Precedence is that of `schemas/attribution-rules.md` (section 4), literally: 1 `utm_*` on
+//! the landing URL, 2 ad click ids, 3 the referrer host (matched by suffix against the
+//! catalogue), 4 in-app browser markers in the user agent when the referrer is empty, 5 Direct. The channel always comes from GA4's rules
 //! ([`crate::channel`]) applied to the resulting source/medium/campaign, so a source gets the
 //! same channel whether it was tagged by hand or read from a referrer.
 
@@ -26,7 +26,7 @@ pub struct Hit<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// Where a hit came from, in DESIGN.md's vocabulary.
+/// Where a hit came from, in the vocabulary of the README's Design section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Touch {
     pub channel: Channel,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The conversion event types of DESIGN.md.
+/// The conversion event types: signup and download (micro), purchase (macro).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversionKind {
@@ -44,7 +44,8 @@ impl fmt::Display for ConversionKind {
     }
 }
 
-/// DESIGN.md's lifecycle stages, ordered: a stage never goes back.
+/// The lifecycle stages (`schemas/attribution-rules.md`, section 7), ordered: a stage never
+/// goes back.
 // Stage names are wire vocabulary: one definition, in the model crate.
 pub use touchstream_model::LifecycleStage;
 

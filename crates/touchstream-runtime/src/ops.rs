@@ -95,11 +95,25 @@ pub struct Health {
     checks: Arc<Mutex<BTreeMap<&'static str, Result<(), String>>>>,
     /// Dependencies that work, with what they lack (shown, not counted against readiness).
     degraded: Arc<Mutex<BTreeMap<&'static str, String>>>,
+    /// The gauge that exports each check (1 ready, 0 not), labelled `check`.
+    gauge: Option<&'static str>,
 }
 
 impl Health {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Also exports every check as the gauge `metric{check="…"}`: 1 while it is ready, 0 while
+    /// it is not (what `/readyz` says, for dashboards and alerts). Each binary names its own
+    /// (`touchstream_<binary>_ready`).
+    pub fn exported_as(metric: &'static str) -> Self {
+        // The recorder must exist before the first check is set, or that value is lost.
+        let _ = metrics_handle();
+        Self {
+            gauge: Some(metric),
+            ..Self::default()
+        }
     }
 
     /// Registers a dependency as not ready yet.
@@ -138,6 +152,9 @@ impl Health {
     }
 
     fn set(&self, name: &'static str, state: Result<(), String>) {
+        if let Some(metric) = self.gauge {
+            metrics::gauge!(metric, "check" => name).set(if state.is_ok() { 1.0 } else { 0.0 });
+        }
         if let Ok(mut checks) = self.checks.lock() {
             checks.insert(name, state);
         }
