@@ -1004,10 +1004,8 @@ async fn the_sink_writes_the_stream_into_the_cluster() {
 #[test]
 fn cluster_migrations_parse_on_current_clickhouse() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    // Where deploy/services.sh installs things (it takes the same variable).
-    let services =
-        std::env::var("TOUCHSTREAM_SERVICES_DIR").unwrap_or_else(|_| format!("{root}/.services"));
-    let python = format!("{services}/python/bin/python");
+    let python = touchstream_tests::services_dir().join("python/bin/python");
+    let python = python.display().to_string();
     assert!(
         std::path::Path::new(&python).exists(),
         "{python} is missing: run `deploy/services.sh install-test-tools`"

@@ -15,10 +15,7 @@ use touchstream_tests::{KAFKA_BROKERS, Service, TestTopics, free_port, wait_read
 const MAX_EXAMPLES: &str = "60";
 
 fn schemathesis() -> PathBuf {
-    let dir = std::env::var_os("TOUCHSTREAM_SERVICES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.services"));
-    let st = dir.join("python/bin/schemathesis");
+    let st = touchstream_tests::services_dir().join("python/bin/schemathesis");
     assert!(
         st.exists(),
         "{} is missing: run `deploy/services.sh install-test-tools` (it installs schemathesis from \

@@ -1121,7 +1121,8 @@ async fn outages_are_retryable_and_malformed_data_is_not() {
 #[test]
 fn migrations_and_reports_run_on_current_clickhouse() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let python = format!("{root}/.services/python/bin/python");
+    let python = touchstream_tests::services_dir().join("python/bin/python");
+    let python = python.display().to_string();
     assert!(
         std::path::Path::new(&python).exists(),
         "{python} is missing: run `deploy/services.sh install-test-tools` (it installs chdb from \
