@@ -23,6 +23,9 @@ pub struct Topics {
     pub person: String,
     /// The enricher's user state (compacted), one partition per person partition.
     pub person_changelog: String,
+    /// Erasure requests (compacted, JSON `ForgetRequest`, key = `site/kind/id`): the ids the
+    /// DLQ tools hide, since a record cannot be deleted from the DLQ topic.
+    pub forgotten: String,
     /// Partitions for topics created at start-up.
     pub partitions: i32,
     /// Replication factor for topics created at start-up.
@@ -44,6 +47,7 @@ impl Topics {
             changelog: format!("{prefix}.enricher.state"),
             person: format!("{prefix}.enricher.person"),
             person_changelog: format!("{prefix}.enricher.person-state"),
+            forgotten: format!("{prefix}.forgotten"),
             partitions: 4,
             replication: 1,
         }
@@ -54,7 +58,9 @@ impl Topics {
             name: name.to_string(),
             partitions: self.partitions,
             replication: self.replication,
-            compacted: name == self.changelog || name == self.person_changelog,
+            compacted: name == self.changelog
+                || name == self.person_changelog
+                || name == self.forgotten,
         }
     }
 }
