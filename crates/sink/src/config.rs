@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 use touchstream_kafka::{KafkaConfig, Topics};
 use touchstream_runtime::{LogConfig, OpsConfig};
 use touchstream_warehouse::WarehouseConfig;
+use touchstream_warehouse::privacy::RetentionConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -18,6 +19,8 @@ pub struct SinkConfig {
     pub migrate_on_start: bool,
     pub batch: BatchPolicy,
     pub retry: RetryPolicy,
+    /// Months of rows kept per table, applied once a day (`[sink.retention]`).
+    pub retention: RetentionConfig,
     pub ops: OpsConfig,
     pub log: LogConfig,
 }
@@ -55,6 +58,7 @@ impl Default for SinkConfig {
             migrate_on_start: true,
             batch: BatchPolicy::default(),
             retry: RetryPolicy::default(),
+            retention: RetentionConfig::default(),
             ops: OpsConfig::on_port(9102),
             log: LogConfig::default(),
         }
@@ -96,6 +100,7 @@ impl SinkConfig {
             self.retry.initial_ms > 0 && self.retry.max_ms >= self.retry.initial_ms,
             "retry: need 0 < initial_ms <= max_ms"
         );
+        self.retention.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }
