@@ -54,6 +54,7 @@ impl TestTopics {
             &topics.changelog,
             &topics.person,
             &topics.person_changelog,
+            &topics.forgotten,
         ]
         .iter()
         .map(|t| topics.spec(t))
@@ -73,6 +74,7 @@ impl TestTopics {
             (format!("{p}CHANGELOG"), t.changelog.clone()),
             (format!("{p}PERSON"), t.person.clone()),
             (format!("{p}PERSON_CHANGELOG"), t.person_changelog.clone()),
+            (format!("{p}FORGOTTEN"), t.forgotten.clone()),
             (format!("{p}PARTITIONS"), t.partitions.to_string()),
         ]
     }
@@ -91,6 +93,7 @@ impl Drop for TestTopics {
                 t.changelog.as_str(),
                 t.person.as_str(),
                 t.person_changelog.as_str(),
+                t.forgotten.as_str(),
             ];
             let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
         });

@@ -118,10 +118,46 @@ pub async fn count(cfg: &WarehouseConfig, scope: &Scope) -> Result<Counts, Wareh
     Ok(counts)
 }
 
-/// Deletes the rows of `scope` from every table: counts them, then starts one mutation per
-/// table that has any (on every shard). Returns the counts; the mutations finish in the
-/// background (see [`unfinished_mutations`]).
+/// `scope` with the devices its users' rows name (`events`): every device that ever carried
+/// the user id, also those the enricher no longer knows.
+pub async fn with_devices_of_users(
+    cfg: &WarehouseConfig,
+    scope: &Scope,
+) -> Result<Scope, WarehouseError> {
+    let mut out = scope.clone();
+    if scope.users.is_empty() {
+        return Ok(out);
+    }
+    let users = Scope {
+        users: scope.users.clone(),
+        devices: Vec::new(),
+    };
+    let Some(cond) = condition("events", &users) else {
+        return Ok(out);
+    };
+    let devices = client(cfg)
+        .query(&format!(
+            "SELECT DISTINCT site_id, anonymous_id FROM events WHERE {cond}"
+        ))
+        .fetch_all::<(String, String)>()
+        .await
+        .map_err(|e| {
+            WarehouseError::classify("finding the devices of forgotten users".into(), e)
+        })?;
+    for (site, device) in devices {
+        let d = (Some(site), device);
+        if !out.devices.contains(&d) {
+            out.devices.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the rows of `scope` (and of every device its users' rows name) from every table:
+/// counts them, then starts one mutation per table that has any (on every shard). Returns the
+/// counts; the mutations finish in the background (see [`unfinished_mutations`]).
 pub async fn delete(cfg: &WarehouseConfig, scope: &Scope) -> Result<Counts, WarehouseError> {
+    let scope = &with_devices_of_users(cfg, scope).await?;
     let counts = count(cfg, scope).await?;
     let holders = holders(cfg).await?;
     for (table, _) in TABLES {
