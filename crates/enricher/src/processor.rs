@@ -795,6 +795,23 @@ fn forget_persons(
         conversions = removed.conversions,
         "forget: person states removed"
     );
+    // The devices go on the forgotten-ids list too (the DLQ tools hide records naming them):
+    // a request names a user, its records name its devices.
+    for (site, device) in &devices {
+        let entry = ForgetRequest {
+            request_id: request.request_id.clone(),
+            site_id: Some(site.clone()),
+            user_id: None,
+            anonymous_id: Some(device.clone()),
+            requested_at: request.requested_at,
+        };
+        send(
+            out.producer,
+            BaseRecord::to(&out.topics.forgotten)
+                .key(entry.forgotten_key().as_bytes())
+                .payload(&entry.to_json()[..]),
+        )?;
+    }
     let marker = ForgetMarker {
         request,
         raw_partition,

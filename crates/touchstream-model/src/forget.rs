@@ -142,6 +142,17 @@ impl ForgetRequest {
         self.site_id.as_deref().is_none_or(|s| s == site_id)
     }
 
+    /// The request's key on the forgotten-ids topic, `site/kind/id` (`*`: every site): one
+    /// record per id, which compaction keeps.
+    pub fn forgotten_key(&self) -> String {
+        let (kind, id) = match self.subject() {
+            Some(Subject::User(u)) => ("user", u),
+            Some(Subject::Device(a)) => ("device", a),
+            None => ("none", ""),
+        };
+        format!("{}/{kind}/{id}", self.site_id.as_deref().unwrap_or("*"))
+    }
+
     /// The id the request names (for logs and the forgotten-ids list).
     pub fn subject(&self) -> Option<Subject<'_>> {
         self.validate().ok()

@@ -100,16 +100,6 @@ impl SinkSide {
     }
 }
 
-/// The forgotten-ids topic's key for a request: one record per id (compaction keeps the last).
-pub fn forgotten_key(request: &ForgetRequest) -> String {
-    let (kind, id) = match request.subject() {
-        Some(Subject::User(u)) => ("user", u),
-        Some(Subject::Device(a)) => ("device", a),
-        None => ("none", ""),
-    };
-    format!("{}/{kind}/{id}", request.site_id.as_deref().unwrap_or("*"))
-}
-
 /// Writes `request` to every partition of the raw topic (header `touchstream-record: forget`)
 /// and to the forgotten-ids topic; returns the number of raw partitions.
 pub async fn submit(
@@ -126,7 +116,7 @@ pub async fn submit(
     producer
         .send(
             FutureRecord::to(&topics.forgotten)
-                .key(&forgotten_key(request))
+                .key(&request.forgotten_key())
                 .payload(&payload),
             timeout,
         )
