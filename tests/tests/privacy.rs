@@ -35,6 +35,56 @@ fn cli(pipeline: &Pipeline, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The default site with one key of each kind.
+const SITES: &str = r#"
+[[sites]]
+id = "default"
+hosts = ["shop.example"]
+write_keys = ["client-key"]
+server_write_keys = ["server-key"]
+secret_keys = ["secret-key"]
+"#;
+
+/// `POST /v1/forget` with `auth` as the Authorization header; returns (status, answer).
+async fn forget_over_http(pipeline: &Pipeline, auth: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/v1/forget", pipeline.producer_url))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn basic(key: &str) -> String {
+    use std::io::Write;
+    let mut enc = Vec::new();
+    let raw = format!("{key}:");
+    // Base64 by hand: the test crate has no base64 dependency.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in raw.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                enc.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]);
+            } else {
+                enc.push(b'=');
+            }
+        }
+    }
+    let mut out = Vec::new();
+    write!(out, "Basic {}", String::from_utf8(enc).unwrap()).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 fn forget(pipeline: &Pipeline, args: &[&str]) -> Value {
     let mut all = vec!["forget", "--json", "--timeout-secs", "240"];
     all.extend_from_slice(args);
@@ -172,7 +222,7 @@ fn dlq_record(payload: &[u8], key: &str) -> Vec<u8> {
 async fn forgetting_a_person_removes_them_everywhere_and_nobody_else() {
     let topics = TestTopics::create(3).await;
     let db = ScratchDatabase::new();
-    let mut pipeline = Pipeline::start(&topics, &db).await;
+    let mut pipeline = Pipeline::start_with_config(&topics, &db, SITES).await;
     let (p, q) = (unique("p-"), unique("q-"));
     let (a1, a2, b1) = (unique("a1-"), unique("a2-"), unique("b1-"));
     let shop = "https://shop.example/";
@@ -379,13 +429,52 @@ async fn forgetting_a_person_removes_them_everywhere_and_nobody_else() {
     assert_eq!(none["rows_deleted"]["events"], 0, "{none}");
     assert_eq!(none["rows_deleted"]["conversion_credits"], 0, "{none}");
 
-    // Forgetting a device: B1's rows go, the user's person keeps nothing of it.
-    let b = forget(&pipeline, &["--anonymous-id", &b1, "--site", "default"]);
-    assert_eq!(b["state_removed"]["devices"], 1, "{b}");
-    assert!(b["rows_deleted"]["events"].as_u64().unwrap() >= 2, "{b}");
-    for (table, n) in rows_naming(&db, &[&b1]).await {
-        assert_eq!(n, 0, "{table} still holds rows of the forgotten device");
+    // The collector's endpoint: only a secret key may erase; bad requests say why.
+    let body = format!("{{\"anonymous_id\":\"{b1}\"}}");
+    let (status, answer) = forget_over_http(&pipeline, None, &body).await;
+    assert_eq!(status, 401, "{answer}");
+    let (status, answer) = forget_over_http(&pipeline, Some(&basic("client-key")), &body).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("client-side write key cannot erase"),
+        "{answer}"
+    );
+    let (status, answer) = forget_over_http(&pipeline, Some("Bearer server-key"), &body).await;
+    assert_eq!(status, 403, "{answer}");
+    for (bad, field) in [
+        ("[1]", "body"),
+        ("{\"usr\":\"x\"}", "body"),
+        ("{}", "user_id"),
+        ("{\"user_id\":\"a\",\"anonymous_id\":\"b\"}", "user_id"),
+        ("{\"anonymous_id\":\"\"}", "anonymous_id"),
+    ] {
+        let (status, answer) = forget_over_http(&pipeline, Some("Bearer secret-key"), bad).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert_eq!(answer["field"], field, "{bad}: {answer}");
     }
+    // B1 forgotten over HTTP: the sink deletes its rows once the enricher's markers reach it.
+    let (status, answer) = forget_over_http(&pipeline, Some("Bearer secret-key"), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["site_id"], "default", "{answer}");
+    eventually("B1's rows deleted", Duration::from_secs(120), || async {
+        let left: u64 = rows_naming(&db, &[&b1]).await.iter().map(|(_, n)| n).sum();
+        (left == 0).then_some(())
+    })
+    .await;
+    // A sent event with the secret key is refused: it only erases.
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/events?write_key=secret-key",
+            pipeline.producer_url
+        ))
+        .json(&event("click", &b1, None, shop, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
 
     // A request that names no one, or both ids, is refused before anything is sent.
     let (ok, _, err) = cli(&pipeline, &["forget", "--site", "default"]);

@@ -6,6 +6,7 @@
 //! - topics are created explicitly ([`ensure_topics`]): the broker has auto-creation off.
 
 mod dlq;
+pub mod forget;
 mod lag;
 mod topics;
 

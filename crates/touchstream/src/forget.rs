@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Headers;
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -100,48 +100,25 @@ impl SinkSide {
     }
 }
 
-/// Writes `request` to every partition of the raw topic (header `touchstream-record: forget`)
-/// and to the forgotten-ids topic; returns the number of raw partitions.
-pub async fn submit(
+/// Puts `request` on Kafka (see [`touchstream_kafka::forget::submit`]).
+async fn submit(
     kafka: &KafkaConfig,
     topics: &Topics,
     request: &ForgetRequest,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<()> {
     ensure_topics(kafka, &[topics.spec(&topics.forgotten)]).await?;
     let producer: FutureProducer = kafka.producer("touchstream-forget").create()?;
     let partitions = partition_count(kafka, &topics.raw)?;
-    let payload = request.to_json();
-    let timeout = Duration::from_secs(30);
-    // The forgotten-ids list first: a DLQ reader hides the id before any state is gone.
-    producer
-        .send(
-            FutureRecord::to(&topics.forgotten)
-                .key(&request.forgotten_key())
-                .payload(&payload),
-            timeout,
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .context("writing the forgotten-ids topic")?;
-    for p in 0..partitions {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: forget::KIND_HEADER,
-            value: Some(forget::KIND_FORGET),
-        });
-        producer
-            .send(
-                FutureRecord::to(&topics.raw)
-                    .key(&request.request_id)
-                    .partition(p)
-                    .headers(headers)
-                    .payload(&payload),
-                timeout,
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("writing the request to raw partition {p}"))?;
-    }
-    Ok(partitions)
+    touchstream_kafka::forget::submit(
+        &producer,
+        &topics.raw,
+        partitions,
+        &topics.forgotten,
+        request,
+        Duration::from_secs(30),
+    )
+    .await
+    .context("writing the erasure request to Kafka")
 }
 
 fn partition_count(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<i32> {
