@@ -318,6 +318,7 @@ pub async fn apply_retention(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -278,6 +278,9 @@ struct Markers {
     after: BTreeMap<i32, i64>,
 }
 
+/// One attributed partition's markers of a request: (raw, person partition) → (offset, marker).
+type Steps = BTreeMap<(i32, i32), (i64, ForgetMarker)>;
+
 /// Reads every attributed partition from `start` until each holds a marker of request `id` for
 /// every raw × person partition pair.
 fn wait_for_markers(
@@ -295,7 +298,7 @@ fn wait_for_markers(
         tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))?;
     }
     consumer.assign(&tpl)?;
-    let mut seen: BTreeMap<i32, BTreeMap<(i32, i32), (i64, ForgetMarker)>> = BTreeMap::new();
+    let mut seen: BTreeMap<i32, Steps> = BTreeMap::new();
     loop {
         let expected = seen
             .values()
