@@ -395,6 +395,7 @@ mod tests {
                     hosts: vec!["a.example".into()],
                     write_keys: vec!["ka".into()],
                     server_write_keys: vec!["sa".into()],
+                    secret_keys: vec!["xa".into()],
                     ..SiteConfig::default()
                 },
                 SiteConfig {
@@ -490,6 +491,33 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, SiteError::OriginNotAllowed { .. }), "{e}");
         assert!(s.sites[1].honour_dnt && !s.sites[0].honour_dnt);
+    }
+
+    #[test]
+    fn only_a_secret_key_erases_and_it_writes_no_events() {
+        let s = sites();
+        let bearer = |k: &str| headers(&[("authorization", &format!("Bearer {k}"))]);
+        assert_eq!(s.secret_site(&bearer("xa")).unwrap().id, "a");
+        assert!(matches!(
+            s.secret_site(&bearer("ka")),
+            Err(SiteError::NotSecret("client-side"))
+        ));
+        assert!(matches!(
+            s.secret_site(&bearer("sa")),
+            Err(SiteError::NotSecret("server-side"))
+        ));
+        assert!(matches!(
+            s.secret_site(&headers(&[])),
+            Err(SiteError::MissingSecretKey)
+        ));
+        assert!(matches!(
+            s.secret_site(&bearer("nope")),
+            Err(SiteError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            s.resolve(&headers(&[]), Some("xa")),
+            Err(SiteError::SecretKeyForEvents)
+        ));
     }
 
     #[test]
