@@ -177,10 +177,21 @@ pub async fn delete(cfg: &WarehouseConfig, scope: &Scope) -> Result<Counts, Ware
     Ok(counts)
 }
 
-/// Mutations not done yet on the touchstream tables (every shard on a cluster).
+/// Mutations not done yet on the touchstream tables (on a cluster: on every replica of every
+/// shard, each of which runs a replicated mutation itself).
 pub async fn unfinished_mutations(cfg: &WarehouseConfig) -> Result<u64, WarehouseError> {
+    let servers = match &cfg.cluster {
+        None => vec![client(cfg)],
+        Some(cluster) => ShardedWriter::new(cfg, cluster)
+            .shards()
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|url| client(&WarehouseConfig { url, ..cfg.clone() }))
+            .collect(),
+    };
     let mut n = 0;
-    for (server, _) in holders(cfg).await? {
+    for server in servers {
         n += server
             .query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0")
             .bind(&cfg.database)
