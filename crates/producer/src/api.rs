@@ -108,7 +108,7 @@ async fn unknown_route() -> Response {
     metrics::request("(unknown)", 404);
     (
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "error": "no such path: the API is POST /v1/events, GET /v1/p.gif and GET /t.js, and Segment's tracking API (POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/alias, /v1/group)" })),
+        Json(serde_json::json!({ "error": "no such path: the API is POST /v1/events, GET /v1/p.gif and GET /t.js, POST /v1/forget (erasure), and Segment's tracking API (POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/alias, /v1/group)" })),
     )
         .into_response()
 }
@@ -116,7 +116,7 @@ async fn unknown_route() -> Response {
 pub(crate) async fn method_not_allowed() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(serde_json::json!({ "error": "method not allowed on this path: POST /v1/events, GET /v1/p.gif, GET /t.js, POST for the Segment routes" })),
+        Json(serde_json::json!({ "error": "method not allowed on this path: POST /v1/events, GET /v1/p.gif, GET /t.js, POST /v1/forget, POST for the Segment routes" })),
     )
         .into_response()
 }
