@@ -10,7 +10,9 @@ throwaway chDB session it:
    the second with a higher revision) twice, as a replayed sink batch would, without merging;
 3. runs every schemas/clickhouse/reports/*.sql with its {site:String}, {from:DateTime},
    {to:DateTime} and {model:String} placeholders bound through chDB's own query parameters, and compares the
-   answer with the expected rows for the sample (which also shows the de-duplication works).
+   answer with the expected rows for the sample (which also shows the de-duplication works);
+4. runs the statements of retention (listing and dropping a monthly partition) and of erasure
+   (`ALTER TABLE … DELETE WHERE`, a mutation, waited for in system.mutations).
 
 Exits 0 when everything passed, 1 with a message per failure otherwise.
 
@@ -20,6 +22,7 @@ Usage: .services/python/bin/python tests/chdb/check_sql.py   (from the repositor
 from __future__ import annotations
 
 import json
+import time
 import re
 import sys
 import uuid
@@ -216,6 +219,8 @@ def main() -> int:
             else:
                 columns = [c["name"] for c in answer["meta"]]
                 print(f"ok   report {name}: {len(rows)} rows, columns {columns}")
+
+        failures.extend(check_privacy(sess, database))
     except StopIteration:
         pass
     finally:
@@ -231,6 +236,48 @@ def main() -> int:
         return 1
     print(f"all migrations and {len(reports)} reports ran on ClickHouse {version}")
     return 0
+
+
+def check_privacy(sess, database: str) -> list[str]:
+    """The statements of erasure and retention (crates/touchstream-warehouse/src/privacy.rs,
+    whose unit tests pin the exact text of the conditions), on the sample: the partition of
+    January is listed and dropped from events; a user nobody knows matches nothing; forgetting
+    device a1 deletes its rows (the credits left) by mutation."""
+    failures: list[str] = []
+    count = lambda sql: int(sess.query(sql, "CSV").bytes().decode().strip() or 0)
+    events_of = lambda cond: f"SELECT count() FROM events WHERE {cond}"
+    nobody = "(site_id = 'default' AND (identity_id = 'nobody' OR user_id = 'nobody'))"
+    device = "(site_id = 'default' AND (anonymous_id = 'a1'))"
+    try:
+        parts = sess.query(
+            f"SELECT partition, sum(rows) FROM system.parts WHERE database = '{database}' "
+            "AND table = 'events' AND active GROUP BY partition", "CSV").bytes().decode()
+        if "202601" not in parts:
+            failures.append(f"retention: system.parts lists no partition 202601: {parts!r}")
+        rows = count("SELECT count() FROM events")
+        sess.query("ALTER TABLE events DROP PARTITION 202601")
+        if rows == 0 or count("SELECT count() FROM events") != 0:
+            failures.append(f"retention: {rows} rows before DROP PARTITION 202601, some left after")
+        else:
+            print("ok   retention: DROP PARTITION 202601")
+        if count(events_of(nobody)) != 0:
+            failures.append("erasure: an unknown user matched rows")
+        sess.query(f"SELECT DISTINCT site_id, anonymous_id FROM events WHERE {nobody}", "CSV")
+        before = count(events_of(device)) + count(f"SELECT count() FROM conversion_credits WHERE {device}")
+        for table in ("events", "conversion_credits"):
+            sess.query(f"ALTER TABLE {table} DELETE WHERE {device}")
+        for _ in range(100):
+            if count(f"SELECT count() FROM system.mutations WHERE database = '{database}' AND is_done = 0") == 0:
+                break
+            time.sleep(0.1)
+        after = count(events_of(device)) + count(f"SELECT count() FROM conversion_credits WHERE {device}")
+        if before == 0 or after != 0:
+            failures.append(f"erasure: {before} rows of a1 before the mutations, {after} after")
+        else:
+            print(f"ok   erasure: ALTER TABLE … DELETE removed {before} rows of a1")
+    except Exception as e:
+        failures.append(f"privacy statements failed: {e}")
+    return failures
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ impl TestTopics {
             &topics.changelog,
             &topics.person,
             &topics.person_changelog,
+            &topics.forgotten,
         ]
         .iter()
         .map(|t| topics.spec(t))
@@ -77,6 +78,7 @@ impl TestTopics {
             (format!("{p}CHANGELOG"), t.changelog.clone()),
             (format!("{p}PERSON"), t.person.clone()),
             (format!("{p}PERSON_CHANGELOG"), t.person_changelog.clone()),
+            (format!("{p}FORGOTTEN"), t.forgotten.clone()),
             (format!("{p}PARTITIONS"), t.partitions.to_string()),
         ]
     }
@@ -95,6 +97,7 @@ impl Drop for TestTopics {
                 t.changelog.as_str(),
                 t.person.as_str(),
                 t.person_changelog.as_str(),
+                t.forgotten.as_str(),
             ];
             let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
         });
@@ -304,6 +307,9 @@ pub struct Pipeline {
     enricher_env: Vec<(String, String)>,
     /// The config file given to the producer and the enricher, removed on drop.
     config_file: Option<PathBuf>,
+    /// The sink's environment (topics, group, database), for a command that acts as the sink's
+    /// side (`touchstream forget`, `touchstream retention apply`).
+    pub sink_env: Vec<(String, String)>,
 }
 
 impl Drop for Pipeline {
@@ -382,6 +388,7 @@ impl Pipeline {
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         let sink = Service::spawn("sink", &[], &sink_env);
+        let sink_env_kept = sink_env.clone();
         wait_ready(&format!("http://127.0.0.1:{sink_ops}/readyz"), &sink).await;
 
         let mut enricher_env = topics.env("enricher");
@@ -431,7 +438,21 @@ impl Pipeline {
             services: vec![producer, enricher, sink],
             enricher_env,
             config_file,
+            sink_env: sink_env_kept,
         }
+    }
+
+    /// Stops the first enricher (gracefully: its last transaction committed) and starts a new
+    /// instance in the same group, which restores its state from the changelogs.
+    pub async fn restart_enricher(&mut self) {
+        let mut old = self.services.remove(1);
+        assert!(
+            old.terminate(),
+            "the enricher did not exit cleanly:\n{}",
+            old.log_text()
+        );
+        self.ops.remove(1);
+        self.add_enricher().await;
     }
 
     /// Starts one more enricher instance in the same group (its own transactional id and ops

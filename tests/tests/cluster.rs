@@ -1038,3 +1038,120 @@ fn cluster_migrations_parse_on_current_clickhouse() {
     let (ok, out) = explain(&["CREATE TABLE x ON CLUSTER c (a String".to_string()]);
     assert!(!ok, "a broken statement passed: {out}");
 }
+
+/// Erasure and retention on the cluster: the mutation and the partition drop run on each
+/// shard's local table and reach both replicas; other people's rows stay.
+#[tokio::test]
+async fn erasure_and_retention_reach_every_shard_and_replica() {
+    use touchstream_model::forget::Scope;
+    use touchstream_warehouse::privacy;
+    cluster_up();
+    let _turn = TURN.lock().await;
+    let db = ScratchCluster::migrated().await;
+    let fixture = fixture();
+    let (events, credits) = rows(&fixture, T0 + 40 * 24 * HOUR);
+    let warehouse = Warehouse::new(&db.sink_cfg());
+    insert(&warehouse, &events, &credits).await.unwrap();
+    // Person 0's two devices, on two shards or one: either way every shard is asked.
+    let scope = Scope {
+        users: Vec::new(),
+        devices: vec![
+            (Some("default".into()), "dev-0-0".into()),
+            (Some("default".into()), "dev-0-1".into()),
+        ],
+    };
+    let devices = "anonymous_id IN ('dev-0-0', 'dev-0-1')";
+    // Per node: (rows, rows of the two devices) of a local table.
+    let per_node = |table: &'static str| {
+        let db = &db;
+        async move {
+            let mut out = Vec::new();
+            for node in 0..NODES.len() {
+                let all = db
+                    .number(node, &format!("SELECT count() FROM {table}_local"))
+                    .await;
+                let theirs = db
+                    .number(
+                        node,
+                        &format!("SELECT count() FROM {table}_local WHERE {devices}"),
+                    )
+                    .await;
+                out.push((all, theirs));
+            }
+            out
+        }
+    };
+    // Both replicas of each shard (nodes 0 and 1, 2 and 3) hold the same rows first.
+    let mut before = Vec::new();
+    for table in ["events", "conversion_credits"] {
+        before.push(
+            eventually(
+                "both replicas of each shard agree",
+                Duration::from_secs(60),
+                || async {
+                    let n = per_node(table).await;
+                    (n[0] == n[1] && n[2] == n[3] && n[0].0 > 0 && n[2].0 > 0).then_some(n)
+                },
+            )
+            .await,
+        );
+    }
+    let counts = privacy::delete(&db.cfg, &scope).await.unwrap();
+    eventually(
+        "the mutations done on every replica",
+        Duration::from_secs(120),
+        || async { (privacy::unfinished_mutations(&db.cfg).await.unwrap() == 0).then_some(()) },
+    )
+    .await;
+    for (table, before) in ["events", "conversion_credits"].into_iter().zip(&before) {
+        assert!(
+            before[0].1 + before[2].1 > 0,
+            "{table}: the devices have rows"
+        );
+        assert_eq!(
+            counts[table],
+            before[0].1 + before[2].1,
+            "{table}: the count is of the rows of both shards"
+        );
+        let after = per_node(table).await;
+        for node in 0..NODES.len() {
+            // Every replica lost exactly the devices' rows, and nothing else.
+            assert_eq!(
+                after[node],
+                (before[node].0 - before[node].1, 0),
+                "{table} on {}",
+                NODES[node].0
+            );
+        }
+    }
+    let total = |table: &'static str| {
+        let db = &db;
+        async move {
+            let mut n = 0;
+            for node in 0..NODES.len() {
+                n += db
+                    .number(node, &format!("SELECT count() FROM {table}_local"))
+                    .await;
+            }
+            n
+        }
+    };
+
+    // Retention: in March with one month kept, January (the whole fixture) goes everywhere.
+    let mut retention = privacy::RetentionConfig::default();
+    retention.retention_months.insert("events".into(), 1);
+    let dropped = privacy::apply_retention(&db.cfg, &retention, 202603)
+        .await
+        .unwrap();
+    assert_eq!(dropped[0].partitions, vec![202601], "{dropped:?}");
+    eventually(
+        "January dropped on every replica",
+        Duration::from_secs(60),
+        || async { (total("events").await == 0).then_some(()) },
+    )
+    .await;
+    assert!(
+        total("conversion_credits").await > 0,
+        "a table without retention keeps its rows"
+    );
+}

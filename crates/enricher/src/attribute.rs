@@ -340,6 +340,8 @@ impl Attributor {
                 note(p, &updates);
                 Emitted::default()
             }
+            // Erasures change several states at once: the processor handles them.
+            PersonRecord::Forget { .. } => Emitted::default(),
         };
         emitted.extend(p.flush(rules, user));
         (emitted, kept)

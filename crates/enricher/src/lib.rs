@@ -54,6 +54,7 @@ impl Application {
                 t.spec(&t.changelog),
                 t.spec(&t.person),
                 t.spec(&t.person_changelog),
+                t.spec(&t.forgotten),
             ],
         )
         .await?;

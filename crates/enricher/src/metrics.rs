@@ -90,3 +90,10 @@ pub fn restored(store: &'static str, partition: i32, states: usize, took: Durati
         "state restored"
     );
 }
+
+/// State entries an erasure removed; `store`: device, person or conversion.
+pub fn forgotten(store: &'static str, n: u64) {
+    if n > 0 {
+        counter!("touchstream_enricher_forgotten_total", "store" => store).increment(n);
+    }
+}

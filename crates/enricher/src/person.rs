@@ -308,6 +308,29 @@ impl PersonState {
         taken
     }
 
+    /// Erasure of one device: its link, its touches and the conversions made on it go (the
+    /// changelog deletes those conversions' records). Returns the conversions removed, `None`
+    /// when the person had nothing of the device.
+    pub fn forget_device(&mut self, anonymous_id: &str) -> Option<u64> {
+        let had = self.devices.len() + self.touches.len();
+        self.devices.retain(|d| d.anonymous_id != anonymous_id);
+        self.touches.retain(|t| t.device != anonymous_id);
+        let before = self.conversions.len();
+        let mut gone = Vec::new();
+        self.conversions.retain(|c| {
+            let keep = c.event.raw.anonymous_id != anonymous_id;
+            if !keep {
+                gone.push(c.event.raw.event_id.clone());
+            }
+            keep
+        });
+        self.pending.retain(|(_, id)| !gone.contains(id));
+        let conversions = (before - self.conversions.len()) as u64;
+        self.removed.extend(gone);
+        let changed = had != self.devices.len() + self.touches.len() || conversions > 0;
+        changed.then_some(conversions)
+    }
+
     /// The lifecycle counts of everything before `t`.
     pub fn counts_before(&self, t: i64) -> Counts {
         let mut counts = self.settled;

@@ -24,13 +24,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use touchstream_avro::{DlqRecord, SourcePosition, Stage};
 use touchstream_model::RawEvent;
+use touchstream_model::forget::{self, ForgetMarker, ForgetRequest, Removed, Subject};
 use touchstream_model::time::now_ms;
 use touchstream_runtime::{Health, Shutdown};
 
@@ -170,6 +171,7 @@ struct Session<'a> {
     devices: Store<DeviceState>,
     /// The person stage's store (empty in the device stage).
     persons: Store<PersonState>,
+    partitions: Partitions,
 }
 
 impl<'a> Session<'a> {
@@ -204,6 +206,20 @@ impl<'a> Session<'a> {
             .create()?;
         // Fences an earlier incarnation with the same transactional id and aborts what it left open.
         producer.init_transactions(TXN_TIMEOUT)?;
+        let count = |topic: &str| -> anyhow::Result<i32> {
+            let metadata = consumer.fetch_metadata(Some(topic), TXN_TIMEOUT)?;
+            let n = metadata
+                .topics()
+                .first()
+                .map_or(0, |t| t.partitions().len() as i32);
+            anyhow::ensure!(n > 0, "topic {topic} has no partitions");
+            Ok(n)
+        };
+        let partitions = Partitions {
+            raw: count(&cfg.topics.raw)?,
+            person: count(&cfg.topics.person)?,
+            attributed: count(&cfg.topics.attributed)?,
+        };
         Ok(Self {
             cfg,
             attributor,
@@ -214,6 +230,7 @@ impl<'a> Session<'a> {
             input,
             devices: Store::default(),
             persons: Store::default(),
+            partitions,
         })
     }
 
@@ -376,6 +393,7 @@ impl<'a> Session<'a> {
             buf: Vec::with_capacity(512),
             dirty_devices: HashSet::new(),
             dirty_persons: HashSet::new(),
+            partitions: self.partitions,
         };
         let mut next_offsets: BTreeMap<(Input, i32), i64> = BTreeMap::new();
         let input = self.input;
@@ -459,6 +477,15 @@ struct Out<'a> {
     buf: Vec<u8>,
     dirty_devices: HashSet<(i32, String)>,
     dirty_persons: HashSet<(i32, String)>,
+    partitions: Partitions,
+}
+
+/// Partition counts of the topics an erasure is spread over.
+#[derive(Clone, Copy, Debug)]
+struct Partitions {
+    raw: i32,
+    person: i32,
+    attributed: i32,
 }
 
 impl Out<'_> {
@@ -529,6 +556,15 @@ fn raw_record(
 ) -> anyhow::Result<()> {
     let partition = msg.partition();
     let payload = msg.payload().unwrap_or_default();
+    if is_forget(msg) {
+        return match ForgetRequest::from_json(payload) {
+            Ok(request) => forget_devices(devices, out, partition, request),
+            Err(e) => {
+                tracing::warn!(error = %e, partition, offset = msg.offset(), "malformed forget request sent to the DLQ");
+                out.dead_letter(msg, format!("malformed forget request: {e}"))
+            }
+        };
+    }
     let raw: RawEvent = match touchstream_avro::decode(payload) {
         Ok(raw) => raw,
         Err(e) => {
@@ -585,6 +621,23 @@ fn person_record(
             return out.dead_letter(msg, format!("undecodable person record: {e}"));
         }
     };
+    if let PersonRecord::Forget {
+        request,
+        raw_partition,
+        raw_partitions,
+        devices,
+        removed,
+    } = record
+    {
+        let forward = Forward {
+            request,
+            raw_partition,
+            raw_partitions,
+            devices,
+            removed,
+        };
+        return forget_persons(persons, out, partition, forward);
+    }
     let user = key
         .split_once('/')
         .map_or(key.as_str(), |(_, u)| u)
@@ -597,6 +650,217 @@ fn person_record(
     Ok(())
 }
 
+/// Whether a record is an erasure request rather than an event.
+fn is_forget(msg: &OwnedMessage) -> bool {
+    use rdkafka::message::Headers;
+    msg.headers().is_some_and(|headers| {
+        headers.iter().any(|h| {
+            h.key == forget::KIND_HEADER && h.value == Some(forget::KIND_FORGET.as_bytes())
+        })
+    })
+}
+
+fn forget_headers() -> OwnedHeaders {
+    OwnedHeaders::new().insert(Header {
+        key: forget::KIND_HEADER,
+        value: Some(forget::KIND_FORGET),
+    })
+}
+
+/// `site_id/id` → (site, id).
+fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
+
+/// An erasure request in the device stage: deletes the devices of this partition it names (a
+/// user: every device linked to it; a device: that one), with tombstones on the device
+/// changelog, and forwards the request to every person partition (after this partition's
+/// earlier records for those users, so the person stage sees them first).
+fn forget_devices(
+    devices: &mut Store<DeviceState>,
+    out: &mut Out<'_>,
+    partition: i32,
+    request: ForgetRequest,
+) -> anyhow::Result<()> {
+    let gone = match request.subject() {
+        Some(Subject::User(user)) => devices.remove_where(partition, |key, d| {
+            request.on_site(split_key(key).0) && d.links.iter().any(|l| l.user_id == user)
+        }),
+        Some(Subject::Device(anonymous_id)) => devices.remove_where(partition, |key, _| {
+            let (site, id) = split_key(key);
+            id == anonymous_id && request.on_site(site)
+        }),
+        None => Vec::new(),
+    };
+    let mut forgotten = Vec::with_capacity(gone.len());
+    for (key, state) in &gone {
+        write_changelog(
+            out.producer,
+            &out.topics.changelog,
+            partition,
+            &state.tombstones(key),
+        )?;
+        out.dirty_devices.remove(&(partition, key.clone()));
+        let (site, id) = split_key(key);
+        forgotten.push((site.to_owned(), id.to_owned()));
+    }
+    let removed = Removed {
+        devices: gone.len() as u64,
+        ..Removed::default()
+    };
+    metrics::forgotten("device", removed.devices);
+    tracing::info!(request_id = %request.request_id, partition, devices = removed.devices, "forget: device states removed");
+    let record = PersonRecord::Forget {
+        request,
+        raw_partition: partition,
+        raw_partitions: out.partitions.raw,
+        devices: forgotten,
+        removed,
+    };
+    out.buf.clear();
+    record.encode_into(&mut out.buf)?;
+    let PersonRecord::Forget { request, .. } = &record else {
+        unreachable!("built above")
+    };
+    for p in 0..out.partitions.person {
+        send(
+            out.producer,
+            BaseRecord::to(&out.topics.person)
+                .key(request.request_id.as_bytes())
+                .partition(p)
+                .payload(&out.buf[..]),
+        )?;
+    }
+    metrics::person_record("forget");
+    Ok(())
+}
+
+/// One device-stage partition's forward of an erasure request.
+struct Forward {
+    request: ForgetRequest,
+    raw_partition: i32,
+    raw_partitions: i32,
+    devices: Vec<(String, String)>,
+    removed: Removed,
+}
+
+/// An erasure request in the person stage: deletes the users of this partition it names
+/// (tombstones for the state and each kept conversion), or a device's part of every person it
+/// was linked to, then writes a [`ForgetMarker`] to every attributed partition: each of the
+/// people's earlier rows is ahead of it.
+fn forget_persons(
+    persons: &mut Store<PersonState>,
+    out: &mut Out<'_>,
+    partition: i32,
+    forward: Forward,
+) -> anyhow::Result<()> {
+    let Forward {
+        request,
+        raw_partition,
+        raw_partitions,
+        mut devices,
+        removed: by_devices,
+    } = forward;
+    let mut removed = Removed::default();
+    if partition == 0 {
+        removed.devices = by_devices.devices;
+    }
+    match request.subject() {
+        Some(Subject::User(user)) => {
+            let gone = persons.remove_where(partition, |key, _| {
+                let (site, id) = split_key(key);
+                id == user && request.on_site(site)
+            });
+            for (key, state) in &gone {
+                write_changelog(
+                    out.producer,
+                    &out.topics.person_changelog,
+                    partition,
+                    &state.tombstones(key),
+                )?;
+                out.dirty_persons.remove(&(partition, key.clone()));
+                removed.persons += 1;
+                removed.conversions += state.conversions.len() as u64;
+                let site = split_key(key).0;
+                for d in &state.devices {
+                    let device = (site.to_owned(), d.anonymous_id.clone());
+                    if !devices.contains(&device) {
+                        devices.push(device);
+                    }
+                }
+            }
+        }
+        Some(Subject::Device(anonymous_id)) => {
+            let mut conversions = 0;
+            let changed = persons.change_where(partition, |key, state| {
+                if !request.on_site(split_key(key).0) {
+                    return false;
+                }
+                match state.forget_device(anonymous_id) {
+                    Some(n) => {
+                        conversions += n;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            removed.conversions += conversions;
+            for key in changed {
+                out.dirty_persons.insert((partition, key));
+            }
+        }
+        None => {}
+    }
+    metrics::forgotten("person", removed.persons);
+    metrics::forgotten("conversion", removed.conversions);
+    tracing::info!(
+        request_id = %request.request_id,
+        raw_partition,
+        partition,
+        persons = removed.persons,
+        conversions = removed.conversions,
+        "forget: person states removed"
+    );
+    // The devices go on the forgotten-ids list too (the DLQ tools hide records naming them):
+    // a request names a user, its records name its devices.
+    for (site, device) in &devices {
+        let entry = ForgetRequest {
+            request_id: request.request_id.clone(),
+            site_id: Some(site.clone()),
+            user_id: None,
+            anonymous_id: Some(device.clone()),
+            requested_at: request.requested_at,
+        };
+        send(
+            out.producer,
+            BaseRecord::to(&out.topics.forgotten)
+                .key(entry.forgotten_key().as_bytes())
+                .payload(&entry.to_json()[..]),
+        )?;
+    }
+    let marker = ForgetMarker {
+        request,
+        raw_partition,
+        person_partition: partition,
+        raw_partitions,
+        person_partitions: out.partitions.person,
+        devices,
+        removed,
+    };
+    let payload = marker.to_json();
+    for p in 0..out.partitions.attributed {
+        send(
+            out.producer,
+            BaseRecord::to(&out.topics.attributed)
+                .key(marker.request.request_id.as_bytes())
+                .partition(p)
+                .headers(forget_headers())
+                .payload(&payload[..]),
+        )?;
+    }
+    Ok(())
+}
+
 fn record_kind(record: &PersonRecord) -> &'static str {
     match record {
         PersonRecord::Link { .. } => "link",
@@ -604,6 +868,7 @@ fn record_kind(record: &PersonRecord) -> &'static str {
         PersonRecord::Touch { .. } => "touch",
         PersonRecord::Moved { .. } => "moved",
         PersonRecord::Sessions { .. } => "sessions",
+        PersonRecord::Forget { .. } => "forget",
     }
 }
 

@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use touchstream_attribution::TouchRecord;
+use touchstream_model::forget::{ForgetRequest, Removed};
 use touchstream_model::{EventType, LifecycleStage, RawEvent, SessionSource, TouchFields};
 
 use crate::person::Retained;
@@ -125,6 +126,16 @@ pub enum PersonRecord {
     },
     /// Sessions of events that may be this user's conversions changed.
     Sessions { updates: Vec<SessionUpdate> },
+    /// An erasure request, as one device-stage partition forwards it to every person
+    /// partition (key: the request id) once it has deleted the devices it names: `devices`
+    /// (`(site_id, anonymous_id)`) and `removed` are what that partition deleted.
+    Forget {
+        request: ForgetRequest,
+        raw_partition: i32,
+        raw_partitions: i32,
+        devices: Vec<(String, String)>,
+        removed: Removed,
+    },
 }
 
 /// The first byte of the current encoding.

@@ -65,6 +65,12 @@ pub trait Stored: Default + Serialize + DeserializeOwned {
         Ok(vec![(key.to_owned(), Some(self.encode()?))])
     }
 
+    /// The changelog records that delete `key`'s state altogether (an erasure): by default one
+    /// tombstone.
+    fn tombstones(&self, key: &str) -> Records {
+        vec![(key.to_owned(), None)]
+    }
+
     /// The states of one restored changelog partition, from its latest record per key:
     /// `(key, state, encoded length)`. Undecodable records are skipped (and logged).
     fn restore(records: HashMap<String, Vec<u8>>) -> Vec<(String, Self, usize)> {
@@ -134,6 +140,22 @@ impl Stored for PersonState {
             records.push((conversion_key(key, &c.event.raw.event_id), Some(bytes)));
         }
         Ok(records)
+    }
+
+    fn tombstones(&self, key: &str) -> Records {
+        let mut records = vec![(key.to_owned(), None)];
+        let ids = self
+            .conversions
+            .iter()
+            .map(|c| c.event.raw.event_id.as_str())
+            .chain(self.removed.iter().map(String::as_str));
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            if seen.insert(id) {
+                records.push((conversion_key(key, id), None));
+            }
+        }
+        records
     }
 
     fn restore(records: HashMap<String, Vec<u8>>) -> Vec<(String, Self, usize)> {
@@ -327,6 +349,44 @@ impl<S: Stored> Store<S> {
         self.bytes = self.bytes + len - e.encoded_len;
         e.encoded_len = len;
         Ok(records)
+    }
+
+    /// Takes out the states of `partition` that `select` picks (an erasure), with their keys.
+    pub fn remove_where(
+        &mut self,
+        partition: i32,
+        mut select: impl FnMut(&str, &S) -> bool,
+    ) -> Vec<(String, S)> {
+        let Some(map) = self.partitions.get_mut(&partition) else {
+            return Vec::new();
+        };
+        let keys: Vec<String> = map
+            .iter()
+            .filter(|(k, e)| select(k, &e.state))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(e) = map.remove(&key) {
+                self.bytes -= e.encoded_len;
+                out.push((key, e.state));
+            }
+        }
+        out
+    }
+
+    /// Runs `change` on every state of `partition`; returns the keys of those it changed.
+    pub fn change_where(
+        &mut self,
+        partition: i32,
+        mut change: impl FnMut(&str, &mut S) -> bool,
+    ) -> Vec<String> {
+        let Some(map) = self.partitions.get_mut(&partition) else {
+            return Vec::new();
+        };
+        map.iter_mut()
+            .filter_map(|(k, e)| change(k, &mut e.state).then(|| k.clone()))
+            .collect()
     }
 
     /// (states, encoded bytes).

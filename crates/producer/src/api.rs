@@ -111,6 +111,7 @@ pub fn router(cfg: &ProducerConfig, delivery: Arc<Delivery>, mapping: Arc<Mappin
     Router::new()
         .route("/v1/events", post(collect))
         .route("/v1/import", post(import))
+        .route("/v1/forget", post(forget))
         .route("/v1/p.gif", get(pixel))
         .route("/t.js", get(tracker))
         .method_not_allowed_fallback(method_not_allowed)
@@ -130,7 +131,7 @@ async fn unknown_route() -> Response {
     metrics::request("(unknown)", 404);
     (
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "error": "no such path: the API is POST /v1/events, GET /v1/p.gif and GET /t.js, and Segment's tracking API (POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/alias, /v1/group)" })),
+        Json(serde_json::json!({ "error": "no such path: the API is POST /v1/events, GET /v1/p.gif and GET /t.js, POST /v1/forget (erasure), and Segment's tracking API (POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/alias, /v1/group)" })),
     )
         .into_response()
 }
@@ -138,7 +139,7 @@ async fn unknown_route() -> Response {
 pub(crate) async fn method_not_allowed() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(serde_json::json!({ "error": "method not allowed on this path: POST /v1/events, GET /v1/p.gif, GET /t.js, POST for the Segment routes" })),
+        Json(serde_json::json!({ "error": "method not allowed on this path: POST /v1/events, GET /v1/p.gif, GET /t.js, POST /v1/forget, POST for the Segment routes" })),
     )
         .into_response()
 }
@@ -272,6 +273,86 @@ fn server_context(
             .map(str::to_string),
         site_id: site.id.clone(),
         received_via,
+    }
+}
+
+/// The body of `POST /v1/forget`: exactly one of the ids; the site is the secret key's.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForgetBody {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    anonymous_id: Option<String>,
+    /// The caller's id for the request (a UUID), to find it in the logs; one is made up if
+    /// absent.
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+fn bad_forget(field: &str, reason: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({
+            "success": false,
+            "error": format!("{field}: {reason}"),
+            "field": field,
+            "reason": reason,
+        })),
+    )
+        .into_response()
+}
+
+/// `POST /v1/forget`: an erasure request, with one of the site's secret keys. Answered `202`
+/// once the request is on Kafka (every raw partition): the enricher and the sink carry it out
+/// (`touchstream forget` waits for that and counts what was removed).
+async fn forget(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let site = match state.sites.secret_site(&headers) {
+        Ok(site) => site,
+        Err(e) => return e.into_response(),
+    };
+    let parsed: ForgetBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return bad_forget(
+                "body",
+                &format!("not a JSON object with user_id or anonymous_id: {e}"),
+            );
+        }
+    };
+    let mut request = touchstream_model::forget::ForgetRequest::new(
+        Some(site.id.clone()),
+        parsed.user_id,
+        parsed.anonymous_id,
+        now_ms(),
+    );
+    if let Some(id) = parsed.request_id {
+        request.request_id = id;
+    }
+    if let Err(e) = request.validate() {
+        return bad_forget(e.field, &e.reason);
+    }
+    match state.delivery.forget(&request).await {
+        Ok(partitions) => {
+            tracing::info!(request_id = %request.request_id, site = %site.id, partitions, "erasure request accepted");
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "success": true,
+                    "request_id": request.request_id,
+                    "site_id": site.id,
+                    "user_id": request.user_id,
+                    "anonymous_id": request.anonymous_id,
+                    "status": "accepted: the enricher and the sink erase it",
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => ApiError::Delivery(e, state.retry_after_secs).into_response(),
     }
 }
 

@@ -18,6 +18,8 @@ use crate::metrics;
 pub struct Delivery {
     producer: FutureProducer,
     topic: String,
+    /// The erasure requests' forgotten-ids topic.
+    forgotten: String,
     dlq: DlqWriter,
     permits: Arc<Semaphore>,
     capacity: usize,
@@ -48,6 +50,7 @@ impl Delivery {
         Ok(Self {
             producer,
             topic: cfg.topics.raw.clone(),
+            forgotten: cfg.topics.forgotten.clone(),
             dlq,
             permits: Arc::new(Semaphore::new(cfg.max_in_flight_events)),
             capacity: cfg.max_in_flight_events,
@@ -162,6 +165,33 @@ impl Delivery {
         })
         .await;
         probed.unwrap_or_else(|e| Err(e.to_string()))
+    }
+
+    /// Puts an erasure request on Kafka (every raw partition, and the forgotten-ids topic);
+    /// returns the number of raw partitions once every copy is acknowledged.
+    pub async fn forget(
+        &self,
+        request: &touchstream_model::forget::ForgetRequest,
+    ) -> Result<i32, DeliveryError> {
+        let producer = self.producer.clone();
+        let (topic, timeout) = (self.topic.clone(), self.timeout);
+        let partitions = tokio::task::spawn_blocking(move || {
+            touchstream_kafka::forget::partition_count(producer.client(), &topic, timeout)
+        })
+        .await
+        .map_err(|e| DeliveryError::Unavailable(e.to_string()))?
+        .map_err(|e| DeliveryError::Unavailable(e.to_string()))?;
+        touchstream_kafka::forget::submit(
+            &self.producer,
+            &self.topic,
+            partitions,
+            &self.forgotten,
+            request,
+            self.timeout,
+        )
+        .await
+        .map_err(|e| DeliveryError::Unavailable(e.to_string()))?;
+        Ok(partitions)
     }
 
     /// Waits until everything queued has been acknowledged (shutdown).

@@ -82,7 +82,11 @@ mod service {
             let health = Health::exported_as("touchstream_producer_ready");
             health.register("kafka", "connecting");
             let t = &config.topics;
-            ensure_topics(&config.kafka, &[t.spec(&t.raw), t.spec(&t.dlq)]).await?;
+            ensure_topics(
+                &config.kafka,
+                &[t.spec(&t.raw), t.spec(&t.dlq), t.spec(&t.forgotten)],
+            )
+            .await?;
             let delivery = Arc::new(Delivery::new(&config)?);
             health.ready("kafka");
             Ok(Self {

@@ -24,6 +24,8 @@ use crate::segment::mapping::Mapping;
 pub enum KeyKind {
     Client,
     Server,
+    /// Erasure only (`POST /v1/forget`).
+    Secret,
 }
 
 #[derive(Debug)]
@@ -115,15 +117,29 @@ pub enum SiteError {
     WrongHost { site: String, host: String },
     #[error("origin {origin:?} may not send events to site {site:?} (its cors_origins)")]
     OriginNotAllowed { site: String, origin: String },
+    #[error("a secret key does not write events: send them with a write key of the site")]
+    SecretKeyForEvents,
+    #[error(
+        "missing secret key: POST /v1/forget needs one of the site's secret_keys as a Bearer token or the HTTP Basic user name"
+    )]
+    MissingSecretKey,
+    #[error(
+        "a {0} write key cannot erase: POST /v1/forget needs one of the site's secret_keys (server-side only)"
+    )]
+    NotSecret(&'static str),
 }
 
 impl IntoResponse for SiteError {
     fn into_response(self) -> Response {
         let status = match self {
-            Self::MissingKey | Self::UnknownKey(_) | Self::BadAuthorization => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::WrongHost { .. } | Self::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Self::MissingKey
+            | Self::UnknownKey(_)
+            | Self::BadAuthorization
+            | Self::MissingSecretKey => StatusCode::UNAUTHORIZED,
+            Self::WrongHost { .. }
+            | Self::OriginNotAllowed { .. }
+            | Self::SecretKeyForEvents
+            | Self::NotSecret(_) => StatusCode::FORBIDDEN,
         };
         let text = self.to_string();
         (
@@ -159,6 +175,9 @@ impl Sites {
             }
             for k in &s.config.server_write_keys {
                 keys.insert(k.clone(), (i, KeyKind::Server));
+            }
+            for k in &s.config.secret_keys {
+                keys.insert(k.clone(), (i, KeyKind::Secret));
             }
         }
         let default = sites
@@ -239,10 +258,38 @@ impl Sites {
         Ok(Resolved { site, key: None })
     }
 
+    /// The site an erasure request (`POST /v1/forget`) is for: the one whose secret key it
+    /// carries (`Authorization: Bearer KEY`, or HTTP Basic with the key as user name). A write
+    /// key, client- or server-side, is refused.
+    pub fn secret_site(&self, headers: &HeaderMap) -> Result<Arc<Site>, SiteError> {
+        let bearer = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|k| k.trim().to_owned());
+        let key = match bearer {
+            Some(k) => Some(k),
+            None => basic_user(headers)?,
+        }
+        .filter(|k| !k.is_empty())
+        .ok_or(SiteError::MissingSecretKey)?;
+        let (site, kind) = self
+            .by_key(&key)
+            .ok_or_else(|| SiteError::UnknownKey(shorten(&key)))?;
+        match kind {
+            KeyKind::Secret => Ok(site),
+            KeyKind::Client => Err(SiteError::NotSecret("client-side")),
+            KeyKind::Server => Err(SiteError::NotSecret("server-side")),
+        }
+    }
+
     fn with_key(&self, headers: &HeaderMap, key: &str) -> Result<Resolved, SiteError> {
         let (site, kind) = self
             .by_key(key)
             .ok_or_else(|| SiteError::UnknownKey(shorten(key)))?;
+        if kind == KeyKind::Secret {
+            return Err(SiteError::SecretKeyForEvents);
+        }
         if kind == KeyKind::Client
             && !site.config.hosts.is_empty()
             && let Some(host) = browser_host(headers)
@@ -348,6 +395,7 @@ mod tests {
                     hosts: vec!["a.example".into()],
                     write_keys: vec!["ka".into()],
                     server_write_keys: vec!["sa".into()],
+                    secret_keys: vec!["xa".into()],
                     ..SiteConfig::default()
                 },
                 SiteConfig {
@@ -443,6 +491,33 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, SiteError::OriginNotAllowed { .. }), "{e}");
         assert!(s.sites[1].honour_dnt && !s.sites[0].honour_dnt);
+    }
+
+    #[test]
+    fn only_a_secret_key_erases_and_it_writes_no_events() {
+        let s = sites();
+        let bearer = |k: &str| headers(&[("authorization", &format!("Bearer {k}"))]);
+        assert_eq!(s.secret_site(&bearer("xa")).unwrap().id, "a");
+        assert!(matches!(
+            s.secret_site(&bearer("ka")),
+            Err(SiteError::NotSecret("client-side"))
+        ));
+        assert!(matches!(
+            s.secret_site(&bearer("sa")),
+            Err(SiteError::NotSecret("server-side"))
+        ));
+        assert!(matches!(
+            s.secret_site(&headers(&[])),
+            Err(SiteError::MissingSecretKey)
+        ));
+        assert!(matches!(
+            s.secret_site(&bearer("nope")),
+            Err(SiteError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            s.resolve(&headers(&[]), Some("xa")),
+            Err(SiteError::SecretKeyForEvents)
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
+use touchstream_model::forget::ForgetMarker;
 use touchstream_warehouse::{CreditRow, EventRow};
 
 use crate::config::BatchPolicy;
@@ -31,6 +32,9 @@ pub struct Batch {
     next_offsets: BTreeMap<i32, i64>,
     bytes: usize,
     started: Option<Instant>,
+    /// Erasure markers read into this batch: their rows are deleted once the batch (every row
+    /// before them) is in ClickHouse.
+    pub forgets: Vec<ForgetMarker>,
 }
 
 impl Batch {

@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 use touchstream_kafka::{KafkaConfig, Topics};
 use touchstream_runtime::{LogConfig, OpsConfig};
 use touchstream_warehouse::WarehouseConfig;
+use touchstream_warehouse::privacy::RetentionConfig;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +30,8 @@ pub struct SinkConfig {
     pub migrate_on_start: bool,
     pub batch: BatchPolicy,
     pub retry: RetryPolicy,
+    /// Months of rows kept per table, applied once a day (`[sink.retention]`).
+    pub retention: RetentionConfig,
     pub ops: OpsConfig,
     pub log: LogConfig,
 }
@@ -68,6 +71,7 @@ impl Default for SinkConfig {
             migrate_on_start: true,
             batch: BatchPolicy::default(),
             retry: RetryPolicy::default(),
+            retention: RetentionConfig::default(),
             ops: OpsConfig::on_port(9102),
             log: LogConfig::default(),
         }
@@ -132,6 +136,7 @@ impl SinkConfig {
             self.session_timeout_ms >= 3_000,
             "session_timeout_ms must be at least 3000 (three heartbeats)"
         );
+        self.retention.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

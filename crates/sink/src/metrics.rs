@@ -27,3 +27,18 @@ pub fn retry() {
 pub fn dlq(n: u64) {
     counter!("touchstream_sink_dlq_rows_total").increment(n);
 }
+
+/// Rows an erasure deleted (the count before its mutation), per table.
+pub fn forgotten_rows(table: &str, n: u64) {
+    counter!("touchstream_sink_forgotten_rows_total", "table" => table.to_string()).increment(n);
+}
+
+/// One run of the retention: partitions and rows dropped per table, and when it last ran.
+pub fn retention(table: &str, partitions: usize, rows: u64) {
+    counter!("touchstream_sink_retention_partitions_dropped_total", "table" => table.to_string())
+        .increment(partitions as u64);
+    counter!("touchstream_sink_retention_rows_dropped_total", "table" => table.to_string())
+        .increment(rows);
+    gauge!("touchstream_sink_retention_last_run_timestamp_seconds")
+        .set(touchstream_model::time::now_ms() as f64 / 1000.0);
+}

@@ -13,8 +13,10 @@ use rdkafka::{Message, TopicPartitionList};
 use tokio::time::sleep;
 use touchstream_avro::{DlqRecord, SourcePosition, Stage};
 use touchstream_model::AttributedEvent;
+use touchstream_model::forget::{self, ForgetMarker, Scope};
 use touchstream_model::time::now_ms;
 use touchstream_runtime::{Shutdown, ops};
+use touchstream_warehouse::privacy;
 use touchstream_warehouse::{WarehouseError, insert, rows_of};
 
 use crate::batch::Batch;
@@ -44,6 +46,7 @@ impl Application {
                 !stop.is_cancelled()
             },
         )?;
+        let retention = spawn_retention(&self.config, &shutdown);
         let mut backoff = Duration::from_secs(1);
         loop {
             let started = Instant::now();
@@ -66,6 +69,9 @@ impl Application {
             }
             self.consumer = Self::consumer(&self.config)?;
             self.health.ready("kafka");
+        }
+        if let Some(task) = retention {
+            task.abort();
         }
         tracing::info!("sink stopped");
         Ok(())
@@ -147,6 +153,23 @@ impl Application {
     async fn add(&self, batch: &mut Batch, msg: &rdkafka::message::BorrowedMessage<'_>) {
         metrics::consumed(1);
         let payload = msg.payload().unwrap_or_default();
+        if is_forget(msg) {
+            match ForgetMarker::from_json(payload) {
+                Ok(marker) => batch.forgets.push(marker),
+                Err(e) => {
+                    self.dead_letter(
+                        payload,
+                        msg.key(),
+                        &format!("undecodable forget marker: {e}"),
+                        msg.partition(),
+                        msg.offset(),
+                    )
+                    .await
+                }
+            }
+            batch.skip(msg.partition(), msg.offset());
+            return;
+        }
         match touchstream_avro::decode::<AttributedEvent>(payload) {
             Ok(event) => {
                 let (row, credits) = rows_of(&event, now_ms());
@@ -180,6 +203,9 @@ impl Application {
     async fn write(&self, mut batch: Batch, shutdown: &Shutdown) -> anyhow::Result<Batch> {
         let started = Instant::now();
         self.insert_with_retry(&mut batch, shutdown).await?;
+        if !batch.forgets.is_empty() {
+            self.forget_with_retry(&batch.forgets, shutdown).await?;
+        }
         metrics::inserted(
             batch.events.len(),
             batch.credits.len(),
@@ -351,6 +377,53 @@ impl Application {
         }
     }
 
+    /// Deletes the rows the markers name, now that every row before them is in ClickHouse,
+    /// retrying while ClickHouse cannot (the batch is not committed before, so a crash replays
+    /// the markers and the deletion runs again; it is idempotent).
+    async fn forget_with_retry(
+        &self,
+        markers: &[ForgetMarker],
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
+        let mut scope = Scope::default();
+        let mut requests: Vec<&str> = Vec::new();
+        for m in markers {
+            scope.add_marker(m);
+            if !requests.contains(&m.request.request_id.as_str()) {
+                requests.push(&m.request.request_id);
+            }
+        }
+        let admin = self.config.clickhouse_admin();
+        let mut backoff = Duration::from_millis(self.config.retry.initial_ms);
+        let max = Duration::from_millis(self.config.retry.max_ms);
+        loop {
+            match privacy::delete(&admin, &scope).await {
+                Ok(counts) => {
+                    self.health.ready("clickhouse");
+                    for (table, n) in &counts {
+                        metrics::forgotten_rows(table, *n);
+                    }
+                    let rows = counts
+                        .iter()
+                        .map(|(t, n)| format!("{t}={n}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    tracing::info!(requests = %requests.join(","), markers = markers.len(), %rows, "forget: rows deleted (mutations started)");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "forget: deleting rows failed, retrying");
+                    self.health.not_ready("clickhouse", e.to_string());
+                    tokio::select! {
+                        _ = shutdown.cancelled() => anyhow::bail!("shutdown before the forgotten rows were deleted: not committed, the markers will be re-delivered"),
+                        _ = sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+    }
+
     async fn dead_letter(
         &self,
         payload: &[u8],
@@ -375,6 +448,51 @@ impl Application {
             tracing::error!(error = %e, reason, partition, offset, "could not write to the DLQ");
         }
     }
+}
+
+/// Applies `[sink.retention]` at start-up and then every `every_hours`, logging what it dropped;
+/// `None` when no table has a retention. A failed run is logged and tried again at the next.
+fn spawn_retention(
+    config: &crate::SinkConfig,
+    shutdown: &Shutdown,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let retention = config.retention.clone();
+    if retention.retention_months.is_empty() || retention.every_hours == 0 {
+        return None;
+    }
+    let admin = config.clickhouse_admin();
+    let shutdown = shutdown.clone();
+    let every = Duration::from_secs(retention.every_hours.saturating_mul(3600));
+    Some(tokio::spawn(async move {
+        loop {
+            let month = privacy::month_of(now_ms());
+            match privacy::apply_retention(&admin, &retention, month).await {
+                Ok(dropped) => {
+                    for d in dropped {
+                        metrics::retention(&d.table, d.partitions.len(), d.rows);
+                        tracing::info!(table = %d.table, first_kept_month = d.first_kept, partitions = ?d.partitions, rows = d.rows, "retention applied");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "retention failed; trying again at the next run")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = sleep(every) => {}
+            }
+        }
+    }))
+}
+
+/// Whether a record of the attributed topic is an erasure marker rather than an event.
+fn is_forget(msg: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+    use rdkafka::message::Headers;
+    msg.headers().is_some_and(|headers| {
+        headers.iter().any(|h| {
+            h.key == forget::KIND_HEADER && h.value == Some(forget::KIND_FORGET.as_bytes())
+        })
+    })
 }
 
 /// What an insert error means for the batch: wait and try again (ClickHouse away, or this

@@ -7,6 +7,7 @@
 
 mod brokers;
 mod dlq;
+pub mod forget;
 mod lag;
 mod topics;
 

@@ -23,6 +23,9 @@ pub struct Topics {
     pub person: String,
     /// The enricher's user state (compacted), one partition per person partition.
     pub person_changelog: String,
+    /// Erasure requests (compacted, JSON `ForgetRequest`, key = `site/kind/id`): the ids the
+    /// DLQ tools hide, since a record cannot be deleted from the DLQ topic.
+    pub forgotten: String,
     /// Partitions for topics created at start-up.
     pub partitions: i32,
     /// Replication factor for topics created at start-up.
@@ -49,6 +52,7 @@ impl Topics {
             changelog: format!("{prefix}.enricher.state"),
             person: format!("{prefix}.enricher.person"),
             person_changelog: format!("{prefix}.enricher.person-state"),
+            forgotten: format!("{prefix}.forgotten"),
             partitions: 4,
             replication: 1,
             min_insync_replicas: None,
@@ -70,7 +74,9 @@ impl Topics {
             partitions: self.partitions,
             replication: self.replication,
             min_insync_replicas: self.min_insync(),
-            compacted: name == self.changelog || name == self.person_changelog,
+            compacted: name == self.changelog
+                || name == self.person_changelog
+                || name == self.forgotten,
         }
     }
 }

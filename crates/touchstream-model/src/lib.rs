@@ -5,10 +5,12 @@
 //!   Their Avro schemas live in `schemas/avro/` (the codec crate checks the two agree).
 //! - [`incoming`]: what a web frontend sends (JSON), and its validation into a [`RawEvent`]
 //!   with one precise [`FieldError`] per problem.
+//! - [`forget`]: erasure requests and the markers they leave on the attributed topic.
 //! - [`site`]: a site's configuration (one type, read by the collector and the enricher).
 //! - [`time`]: epoch-millisecond helpers and clock-skew correction.
 
 pub mod event;
+pub mod forget;
 pub mod incoming;
 pub mod site;
 pub mod time;

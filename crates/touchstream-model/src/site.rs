@@ -22,6 +22,9 @@ pub struct SiteConfig {
     pub write_keys: Vec<String>,
     /// Server-side write keys (a backend): `context.ip` is believed.
     pub server_write_keys: Vec<String>,
+    /// Secret keys (a backend or an operator only, never a page or an app): the only keys
+    /// that may erase (`POST /v1/forget`); they do not write events.
+    pub secret_keys: Vec<String>,
     /// Origins allowed by CORS. Empty: the site's hosts (http and https, subdomains too).
     pub cors_origins: Vec<String>,
     /// Whether `DNT: 1` / `Sec-GPC: 1` requests are answered but not collected. Absent: the
@@ -116,7 +119,12 @@ pub fn check_sites(sites: &[SiteConfig]) -> Result<(), String> {
         if !ids.insert(s.id.as_str()) {
             return Err(format!("{at}.id {:?} appears twice", s.id));
         }
-        for k in s.write_keys.iter().chain(&s.server_write_keys) {
+        for k in s
+            .write_keys
+            .iter()
+            .chain(&s.server_write_keys)
+            .chain(&s.secret_keys)
+        {
             if k.trim().is_empty() {
                 return Err(format!("{at} ({}): an empty write key", s.id));
             }

@@ -9,6 +9,7 @@
 //! - [`insert`]: RowBinary inserts that return only once ClickHouse acknowledged them, into one
 //!   server ([`clickhouse::Client`]) or, through a [`Warehouse`], into a cluster's shards.
 //! - [`cluster`]: the cluster form of the migrations and the sharding key.
+//! - [`privacy`]: erasure (`ALTER TABLE … DELETE`) and retention (`DROP PARTITION`).
 //! - [`reports`]: the named report queries in `schemas/clickhouse/reports/`, run with bound
 //!   parameters.
 //! - [`error`]: [`WarehouseError`], which tells a retryable outage from rejected data.
@@ -19,6 +20,7 @@
 pub mod cluster;
 pub mod error;
 pub mod migrate;
+pub mod privacy;
 pub mod reports;
 pub mod rows;
 mod sharded;

@@ -82,6 +82,11 @@ pub struct Source {
     /// The DLQ topic.
     #[arg(long, default_value = "touchstream.events.dlq")]
     pub topic: String,
+    /// The erasure requests (`touchstream forget`): records that name a forgotten id are left
+    /// out of every listing, show and replay (a record cannot be deleted from the DLQ topic;
+    /// its retention is what removes it).
+    #[arg(long, default_value = "touchstream.forgotten")]
+    pub forgotten_topic: String,
 }
 
 /// Which records.
@@ -251,6 +256,20 @@ fn parse_position(s: &str) -> anyhow::Result<(i32, i64)> {
     ))
 }
 
+/// Whether a record names one of the forgotten ids: its payload (the input as received, JSON or
+/// Avro, where ids appear as their bytes) or its key contains it. Coarse on purpose: a record
+/// that merely contains the id is hidden too, rather than a forgotten person shown.
+fn names_any(record: &DlqRecord, ids: &[String]) -> bool {
+    ids.iter().any(|id| {
+        let needle = id.as_bytes();
+        let contains =
+            |hay: &[u8]| !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle);
+        contains(&record.payload)
+            || contains(record.reason.as_bytes())
+            || record.source_key.as_deref().is_some_and(contains)
+    })
+}
+
 /// The consumer's context: the end of a partition is how reading knows it is done, not an
 /// error worth a log line.
 struct Quiet;
@@ -305,6 +324,7 @@ fn read(source: &Source, selection: Option<&Selection>) -> anyhow::Result<(Vec<E
     if ends.is_empty() {
         return Ok((entries, unreadable));
     }
+    let forgotten = crate::forget::forgotten_ids(&kafka, &source.forgotten_topic)?;
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ends.is_empty() {
@@ -326,6 +346,9 @@ fn read(source: &Source, selection: Option<&Selection>) -> anyhow::Result<(Vec<E
                 }
                 match touchstream_avro::decode::<DlqRecord>(m.payload().unwrap_or_default()) {
                     Ok(record) => {
+                        if names_any(&record, &forgotten) {
+                            continue;
+                        }
                         if selection.is_none_or(|s| s.matches(&record)) {
                             entries.push(Entry {
                                 partition: p,

@@ -4,6 +4,8 @@
 //! - `touchstream report`: source-of-sale and friends, from ClickHouse, in the terminal.
 //! - `touchstream generate`: realistic traffic for the demo and benchmarks.
 //! - `touchstream dlq list|show|replay`: the dead-letter queue, and sending it through again.
+//! - `touchstream forget`: erasure of a user or a device, through Kafka, waited for.
+//! - `touchstream retention apply`: drop the monthly partitions past their retention.
 //! - `touchstream serve`: the reports as a web page with charts (the same charts as
 //!   `touchstream report <name> --format svg`).
 
@@ -13,8 +15,10 @@ mod classify;
 mod cookieless_days;
 mod dlq;
 mod figures;
+mod forget;
 mod generate;
 mod report;
+mod retention;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +42,10 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Serve the reports as a web page with charts (read-only; 127.0.0.1:8090 by default).
     Serve(serve::ServeArgs),
+    /// Erase a user or a device everywhere: enricher state, ClickHouse rows, DLQ listings.
+    Forget(forget::ForgetArgs),
+    /// Drop the monthly partitions older than each table's `retention_months`.
+    Retention(retention::RetentionArgs),
 }
 
 #[tokio::main]
@@ -66,5 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(&args).await.map(|_| ()),
         Command::Dlq(args) => dlq::run(&args, &mut std::io::stdout().lock()).await,
         Command::Serve(args) => serve::run(&args).await,
+        Command::Forget(args) => forget::run(&args, &mut std::io::stdout().lock()).await,
+        Command::Retention(args) => retention::run(&args, &mut std::io::stdout().lock()).await,
     }
 }
