@@ -37,7 +37,11 @@ setTimeout(() => {
 }, 60_000).unref();
 
 const browserUa = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36';
-const pause = () => new Promise((r) => setTimeout(r, 30));
+// A second between calls: the collector places each message at receivedAt - (sentAt - its own
+// time), per request, so messages sent in different requests are ordered only as well as the
+// requests' transit times agree; on a loaded machine those differ by far more than 30 ms and the
+// signup could land before its own landing page.
+const pause = () => new Promise((r) => setTimeout(r, 1000));
 const requests = [];
 const statuses = [];
 const errors = [];
@@ -116,7 +120,7 @@ if (sdk === 'segment') {
       return Promise.reject(e);
     }
   );
-  // The first call is flushed on its own (the SDK's behaviour), the rest together.
+  // With the pauses, each call is flushed on its own (flushInterval 300 ms).
   for (const [method, args] of calls) {
     analytics[method](args);
     await pause();

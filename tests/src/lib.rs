@@ -862,3 +862,23 @@ impl Service {
         assert!(status.success(), "kill {signal} {} failed", self.child.id());
     }
 }
+
+/// The sum of the samples of `name` on a binary's `/metrics` page (`url` is its ops base URL)
+/// whose line also contains `labels` ("" for every label set); 0 when there is none. `name` may
+/// carry a label prefix, e.g. `touchstream_sink_rows_inserted_total{table="events"}`.
+pub async fn metric_sum(url: &str, name: &str, labels: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+                && l.contains(labels)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use touchstream_avro::DlqRecord;
 use touchstream_model::RawEvent;
 use touchstream_tests::{
-    KAFKA_BROKERS, PrivateBroker, Service, TestTopics, eventually, free_port, read_topic, unique,
-    wait_ready,
+    KAFKA_BROKERS, PrivateBroker, Service, TestTopics, eventually, free_port, metric_sum,
+    read_topic, unique, wait_ready,
 };
 
 fn click(anonymous_id: &str) -> Value {
@@ -398,7 +398,7 @@ async fn broker_outage_gives_503s_then_recovers_and_loses_no_acknowledged_event(
             )
             .await;
             assert_eq!(
-                metric_sum(&http, &url, "touchstream_producer_ready").await,
+                metric_sum(&url, "touchstream_producer_ready", "").await,
                 1.0,
                 "the readiness gauge is back to 1 with /readyz"
             );
@@ -527,25 +527,6 @@ async fn import_keeps_each_events_own_time_and_live_events_record_their_correcti
     assert_eq!(l1.site_id, "default");
 }
 
-/// The sum of every sample of `name` (all label sets) on a `/metrics` page; 0 when absent.
-async fn metric_sum(http: &reqwest::Client, url: &str, name: &str) -> f64 {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// With the broker down: `/readyz` says so, and a batch of invalid events is answered (400,
 /// every one named) once each of their DLQ writes has been accounted for, written or counted
 /// as failed: none is left waiting unseen. The DLQ writes run together, bounded by one produce
@@ -563,13 +544,13 @@ async fn broker_down_checks(http: &reqwest::Client, url: &str) {
     .await;
     assert!(reason.contains("kafka"), "{reason}");
     assert_eq!(
-        metric_sum(http, url, "touchstream_producer_ready").await,
+        metric_sum(url, "touchstream_producer_ready", "").await,
         0.0,
         "the readiness gauge says what /readyz says"
     );
     let dlq_accounted = || async {
-        metric_sum(http, url, "touchstream_producer_dlq_records_total").await
-            + metric_sum(http, url, "touchstream_producer_dlq_errors_total").await
+        metric_sum(url, "touchstream_producer_dlq_records_total", "").await
+            + metric_sum(url, "touchstream_producer_dlq_errors_total", "").await
     };
     let before = dlq_accounted().await;
     let bad: Vec<Value> = (0..20)
@@ -592,7 +573,7 @@ async fn broker_down_checks(http: &reqwest::Client, url: &str) {
         "each of the 20 rejects is written to the DLQ or counted as a failed DLQ write before the answer"
     );
     assert!(
-        metric_sum(http, url, "touchstream_producer_dlq_errors_total").await > 0.0,
+        metric_sum(url, "touchstream_producer_dlq_errors_total", "").await > 0.0,
         "with the broker down the DLQ writes fail and are counted"
     );
 }

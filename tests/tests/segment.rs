@@ -31,7 +31,7 @@ use touchstream_avro::DlqRecord;
 use touchstream_model::RawEvent;
 use touchstream_tests::{
     KAFKA_BROKERS, Pipeline, ScratchDatabase, Service, TestTopics, eventually, free_port,
-    read_topic, unique, wait_ready,
+    metric_sum, read_topic, unique, wait_ready,
 };
 
 const INSTALL: &str = "run `deploy/services.sh install-test-tools` (or `make test-tools`)";
@@ -232,19 +232,6 @@ fn model<'a>(credits: &'a [Row], name: &str) -> &'a Row {
         .iter()
         .find(|c| c["model"] == name)
         .unwrap_or_else(|| panic!("no {name} credit in {credits:#?}"))
-}
-
-async fn metric(url: &str, name: &str, labels: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -538,7 +525,7 @@ async fn the_real_sdks_journeys_land_attributed_to_their_posts_on_their_own_site
         query_rows(&db, &count_sql).await,
         query_rows(&db, &credit_sql).await,
     );
-    let duplicates_before = metric(
+    let duplicates_before = metric_sum(
         &enricher_ops,
         "touchstream_enricher_duplicate_events_total",
         "",
@@ -557,7 +544,7 @@ async fn the_real_sdks_journeys_land_attributed_to_their_posts_on_their_own_site
         "the enricher to drop the resend",
         Duration::from_secs(60),
         || async {
-            let now = metric(
+            let now = metric_sum(
                 &enricher_ops,
                 "touchstream_enricher_duplicate_events_total",
                 "",
@@ -932,7 +919,7 @@ async fn the_collector_keeps_segments_contract() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
-        metric(
+        metric_sum(
             &url,
             "touchstream_producer_requests_total",
             r#"route="(unknown)""#
@@ -941,7 +928,7 @@ async fn the_collector_keeps_segments_contract() {
         1.0
     );
     assert!(
-        metric(
+        metric_sum(
             &url,
             "touchstream_producer_requests_total",
             r#"route="/v1/batch",status="200""#

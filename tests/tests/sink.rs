@@ -15,8 +15,8 @@ use touchstream_model::{
     RawEvent, TouchFields,
 };
 use touchstream_tests::{
-    FlakyProxy, ScratchDatabase, Service, TestTopics, eventually, free_port, produce_payloads,
-    read_committed_all, unique, wait_ready,
+    FlakyProxy, ScratchDatabase, Service, TestTopics, eventually, free_port, metric_sum,
+    produce_payloads, read_committed_all, unique, wait_ready,
 };
 use touchstream_warehouse::WarehouseConfig;
 
@@ -153,19 +153,6 @@ async fn count(db: &ScratchDatabase, sql: &str) -> u64 {
     db.query(sql).await.trim().parse().unwrap()
 }
 
-async fn metric(ops: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{ops}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn clickhouse_outage_pauses_and_resumes_and_a_full_replay_counts_each_event_once() {
     let topics = TestTopics::create(2).await;
@@ -185,7 +172,7 @@ async fn clickhouse_outage_pauses_and_resumes_and_a_full_replay_counts_each_even
     proxy.cut();
     produce(&topics.topics.attributed, &events[300..]).await;
     eventually("insert retries", Duration::from_secs(30), || async {
-        (metric(&ops, "touchstream_sink_insert_retries_total").await >= 3.0).then_some(())
+        (metric_sum(&ops, "touchstream_sink_insert_retries_total", "").await >= 3.0).then_some(())
     })
     .await;
     let ready = reqwest::get(format!("{ops}/readyz")).await.unwrap();
@@ -217,9 +204,10 @@ async fn clickhouse_outage_pauses_and_resumes_and_a_full_replay_counts_each_even
     let (mut replay, ops) = start_sink(&topics, &db, 8123, &unique("sink-replay-"));
     wait_ready(&format!("{ops}/readyz"), &replay).await;
     eventually("the replayed rows", Duration::from_secs(60), || async {
-        (metric(
+        (metric_sum(
             &ops,
             "touchstream_sink_rows_inserted_total{table=\"events\"}",
+            "",
         )
         .await
             >= 600.0)
@@ -285,7 +273,7 @@ async fn readyz(ops: &str) -> u16 {
 /// Waits for `n` more insert retries than `before`, and checks the sink says it is not ready.
 async fn stalled(ops: &str, before: f64) -> f64 {
     let retries = eventually("insert retries", Duration::from_secs(30), || async {
-        let r = metric(ops, "touchstream_sink_insert_retries_total").await;
+        let r = metric_sum(ops, "touchstream_sink_insert_retries_total", "").await;
         (r >= before + 2.0).then_some(r)
     })
     .await;
@@ -377,7 +365,10 @@ async fn refused_rows_go_to_the_dlq_but_missing_or_unfitting_tables_stall_the_si
         0
     );
     // The refused row and the undecodable record: every dead letter is counted.
-    assert_eq!(metric(&ops, "touchstream_sink_dlq_rows_total").await, 2.0);
+    assert_eq!(
+        metric_sum(&ops, "touchstream_sink_dlq_rows_total", "").await,
+        2.0
+    );
 
     // 3. A guard that refuses every row of a batch: no row is at fault, so none is
     // dead-lettered; the sink stalls until the table is fixed, then loads them.
