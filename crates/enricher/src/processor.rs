@@ -206,6 +206,10 @@ impl<'a> Session<'a> {
             .create()?;
         // Fences an earlier incarnation with the same transactional id and aborts what it left open.
         producer.init_transactions(TXN_TIMEOUT)?;
+        tracing::info!(
+            stage = input.name(),
+            "session started: transactions initialised, consuming"
+        );
         let count = |topic: &str| -> anyhow::Result<i32> {
             let metadata = consumer.fetch_metadata(Some(topic), TXN_TIMEOUT)?;
             let n = metadata
@@ -302,7 +306,54 @@ impl<'a> Session<'a> {
                 Change::Assigned(ps) => self.restore(ps)?,
             }
         }
+        self.reconcile()?;
         self.export_state_size();
+        Ok(())
+    }
+
+    /// Makes the store hold exactly the partitions the consumer is assigned. The rebalance
+    /// callbacks normally do that; should one not be seen (a consumer replaced in a session
+    /// restart, a session lost and regained), a partition the consumer reads but the store does
+    /// not hold would have its records dropped by the ownership filter of [`Self::run`] with no
+    /// trace, and stall until the next rebalance. So each batch checks, and restores or drops
+    /// what differs, saying so.
+    fn reconcile(&mut self) -> anyhow::Result<()> {
+        let topic = self.input.topic(self.cfg);
+        let assigned: std::collections::BTreeSet<i32> = self
+            .consumer
+            .assignment()?
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == topic)
+            .map(|e| e.partition())
+            .collect();
+        let owned = match self.input {
+            Input::Raw => self.devices.owned(),
+            Input::Person => self.persons.owned(),
+        };
+        if assigned == owned {
+            return Ok(());
+        }
+        let missing: Vec<(Input, i32)> = assigned
+            .difference(&owned)
+            .map(|&p| (self.input, p))
+            .collect();
+        let extra: Vec<i32> = owned.difference(&assigned).copied().collect();
+        tracing::warn!(
+            stage = self.input.name(),
+            ?missing,
+            ?extra,
+            "the store and the consumer's assignment differ (a rebalance callback was not seen): restoring and dropping to match"
+        );
+        for p in extra {
+            match self.input {
+                Input::Raw => self.devices.drop_partition(p),
+                Input::Person => self.persons.drop_partition(p),
+            }
+        }
+        if !missing.is_empty() {
+            self.restore(missing)?;
+        }
         Ok(())
     }
 

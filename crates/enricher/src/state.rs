@@ -284,6 +284,11 @@ impl<S: Stored> Store<S> {
         self.partitions.contains_key(&partition)
     }
 
+    /// The partitions this store holds, in order.
+    pub fn owned(&self) -> std::collections::BTreeSet<i32> {
+        self.partitions.keys().copied().collect()
+    }
+
     /// Takes over a restored partition: `(key, state, encoded length)`.
     pub fn insert_partition(&mut self, partition: i32, states: Vec<(String, S, usize)>) {
         self.drop_partition(partition);
