@@ -618,7 +618,9 @@ async fn acknowledged_events_survive_broker_enricher_sink_and_replica_faults() {
     if let Err(e) = wait_settled(
         &cluster_tables,
         posted.acknowledged.len(),
-        Duration::from_secs(120),
+        // Longer than an enricher's watchdog (a stage stuck for 150 s ends its process, and
+        // its partitions move on after the session timeout).
+        Duration::from_secs(240),
         Duration::from_secs(900),
     )
     .await

@@ -98,10 +98,13 @@ impl Application {
         // committed). Wait for both without blocking the runtime.
         let config = Arc::new(config);
         let mut workers = Vec::new();
+        let mut heartbeats = Vec::new();
         for (input, name) in [
             (Input::Raw, "enricher-device"),
             (Input::Person, "enricher-person"),
         ] {
+            let heartbeat = Arc::new(processor::Heartbeat::default());
+            heartbeats.push((input, heartbeat.clone()));
             let (config, attributor, health, stop) = (
                 config.clone(),
                 attributor.clone(),
@@ -111,9 +114,12 @@ impl Application {
             workers.push(
                 std::thread::Builder::new()
                     .name(name.into())
-                    .spawn(move || processor::run(&config, &attributor, &health, &stop, input))?,
+                    .spawn(move || {
+                        processor::run(&config, &attributor, &health, &stop, input, &heartbeat)
+                    })?,
             );
         }
+        watchdog(heartbeats, shutdown.clone())?;
         for worker in workers {
             let finished = tokio::task::spawn_blocking(move || worker.join()).await?;
             if finished.is_err() {
@@ -127,4 +133,36 @@ impl Application {
         tracing::info!("enricher stopped");
         Ok(())
     }
+}
+
+/// Ends the process when a stage has been stuck in one step for [`processor::STALL`]: a stage
+/// blocked for good (inside the Kafka client, say) would otherwise hold its partitions while
+/// `/readyz` says ready, and nothing would move them to another instance. Exiting hands them
+/// over (after the group's session timeout) and lets the supervisor start a fresh process; the
+/// log names the stage and the step it was stuck in. Transactions make this safe: what the
+/// stuck stage had not committed is aborted and done again by the next owner.
+fn watchdog(
+    heartbeats: Vec<(Input, Arc<processor::Heartbeat>)>,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("enricher-watchdog".into())
+        .spawn(move || {
+            while !shutdown.is_cancelled() {
+                for (input, heartbeat) in &heartbeats {
+                    let (since, phase) = heartbeat.since();
+                    if since > processor::STALL && !shutdown.is_cancelled() {
+                        tracing::error!(
+                            stage = input.name(),
+                            phase,
+                            stuck_secs = since.as_secs(),
+                            "an enricher stage is stuck; exiting so that its partitions move to another instance and a supervisor starts this one afresh"
+                        );
+                        std::process::exit(70);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
+        .map(|_| ())
 }

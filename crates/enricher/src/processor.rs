@@ -127,6 +127,43 @@ impl ConsumerContext for Context {
     }
 }
 
+/// How long a stage may go without finishing a step of its loop before the process gives up
+/// on itself. Longer than any step that waits with a bound (a restore: 120 s; initialising,
+/// sending offsets to or committing a transaction: 30 s each), so only a stage blocked for
+/// good reaches it.
+pub const STALL: Duration = Duration::from_secs(150);
+
+/// When a stage last finished a step of its loop, and which step it is in: what the watchdog
+/// of the application reads to tell a stage that works slowly from one that is stuck.
+#[derive(Debug)]
+pub struct Heartbeat {
+    last: Mutex<(Instant, &'static str)>,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self {
+            last: Mutex::new((Instant::now(), "starting")),
+        }
+    }
+}
+
+impl Heartbeat {
+    /// The stage is alive and now in `phase`.
+    pub fn beat(&self, phase: &'static str) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = (Instant::now(), phase);
+        }
+    }
+
+    /// How long since the last beat, and the phase it announced.
+    pub fn since(&self) -> (Duration, &'static str) {
+        self.last
+            .lock()
+            .map_or((Duration::ZERO, "unknown"), |l| (l.0.elapsed(), l.1))
+    }
+}
+
 /// Runs one stage's sessions until shutdown; a failed session is rebuilt after a backoff.
 pub fn run(
     cfg: &EnricherConfig,
@@ -134,12 +171,16 @@ pub fn run(
     health: &Health,
     shutdown: &Shutdown,
     input: Input,
+    heartbeat: &Heartbeat,
 ) {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
+        heartbeat.beat("starting a session (init_transactions)");
         health.not_ready(input.name(), "starting session");
         let started = Instant::now();
-        match Session::start(cfg, attributor, health, shutdown, input).and_then(|mut s| s.run()) {
+        match Session::start(cfg, attributor, health, shutdown, input)
+            .and_then(|mut s| s.run(heartbeat))
+        {
             Ok(()) => return,
             Err(e) => {
                 metrics::restarts();
@@ -149,6 +190,7 @@ pub fn run(
                 }
                 health.not_ready(input.name(), format!("restarting after: {e}"));
                 tracing::error!(error = %e, stage = input.name(), retry_in_ms = backoff.as_millis() as u64, "enricher session failed, restarting");
+                heartbeat.beat("waiting to restart the session");
                 let deadline = Instant::now() + backoff;
                 while Instant::now() < deadline && !shutdown.is_cancelled() {
                     std::thread::sleep(Duration::from_millis(50));
@@ -238,10 +280,12 @@ impl<'a> Session<'a> {
         })
     }
 
-    fn run(&mut self) -> anyhow::Result<()> {
+    fn run(&mut self, heartbeat: &Heartbeat) -> anyhow::Result<()> {
         self.health.ready(self.input.name());
         while !self.shutdown.is_cancelled() {
+            heartbeat.beat("polling");
             let batch = self.poll_batch()?;
+            heartbeat.beat("applying rebalances (restoring state)");
             self.apply_rebalances()?;
             let batch: Vec<OwnedMessage> = batch
                 .into_iter()
@@ -253,7 +297,9 @@ impl<'a> Session<'a> {
             if batch.is_empty() {
                 continue;
             }
+            heartbeat.beat("in a transaction (sending, sending offsets, committing)");
             if let Err(e) = self.transact(&batch) {
+                heartbeat.beat("aborting the transaction");
                 metrics::aborted();
                 abort(&self.producer);
                 return Err(e);
