@@ -289,17 +289,7 @@ fn source_of_sale(tables: &Tables, params: &ReportParams) -> Result<Figure, Stri
                 ],
                 band: None,
             },
-            Panel {
-                title: "Revenue credited".into(),
-                kind: Kind::HorizontalBars,
-                stacked: false,
-                unit: Unit::Money,
-                value_axis: revenue_axis(&currencies),
-                category_axis: "channel / network".into(),
-                categories,
-                series: vec![series("revenue", None, &rows, revenue, 0.01)],
-                band: None,
-            },
+            revenue_panel("channel / network", categories, &rows, revenue, &currencies),
         ],
         notes: left_out(table.rows.len(), rows.len(), "rows, by revenue"),
         table: table.clone(),
@@ -507,17 +497,7 @@ fn posts(tables: &Tables, params: &ReportParams) -> Result<Figure, String> {
                 series: vec![series("conversions", None, &rows, conversions, 1.0)],
                 band: None,
             },
-            Panel {
-                title: "Revenue credited".into(),
-                kind: Kind::HorizontalBars,
-                stacked: false,
-                unit: Unit::Money,
-                value_axis: revenue_axis(&currencies),
-                category_axis: "post".into(),
-                categories,
-                series: vec![series("revenue", None, &rows, revenue, 0.01)],
-                band: None,
-            },
+            revenue_panel("post", categories, &rows, revenue, &currencies),
         ],
         notes: left_out(table.rows.len(), rows.len(), "posts, by revenue"),
         table: table.clone(),
@@ -954,6 +934,27 @@ fn currencies(tables: &Tables, params: &ReportParams) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The horizontal bars of the revenue credited to each category (minor units shown in major).
+fn revenue_panel(
+    category_axis: &str,
+    categories: Vec<Category>,
+    rows: &[&Vec<String>],
+    revenue: usize,
+    currencies: &[String],
+) -> Panel {
+    Panel {
+        title: "Revenue credited".into(),
+        kind: Kind::HorizontalBars,
+        stacked: false,
+        unit: Unit::Money,
+        value_axis: revenue_axis(currencies),
+        category_axis: category_axis.into(),
+        categories,
+        series: vec![series("revenue", None, rows, revenue, 0.01)],
+        band: None,
+    }
 }
 
 fn revenue_axis(currencies: &[String]) -> String {
