@@ -503,7 +503,6 @@ fn describe_posted(run: &str, posted: &Posted) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "out of `make test` until the intermittent enricher stall it finds is fixed (raw partitions left with no owner in the group, or a stage that stops committing); run it with `make test-faults`"]
 async fn acknowledged_events_survive_broker_enricher_sink_and_replica_faults() {
     let started = Instant::now();
     cluster::up();

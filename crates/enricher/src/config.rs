@@ -14,15 +14,12 @@ pub struct EnricherConfig {
     /// Stable per instance (fences a zombie of the same instance after a restart); two
     /// instances in one group need two ids. Default: `touchstream-enricher-<hostname>`.
     pub transactional_id: Option<String>,
-    /// Static group membership: an instance that restarts within the session timeout gets its
-    /// partitions back without a rebalance (and without the others restoring them meanwhile).
-    /// Default: the transactional id; an empty string turns static membership off.
-    pub group_instance_id: Option<String>,
     /// How long the group waits for a silent instance before handing its partitions to the
     /// others. It must outlast a move of the group coordinator (the brokers'
     /// `broker.session.timeout.ms`, 9 s by default, plus an election), or every broker loss that
     /// takes the coordinator makes every instance drop its partitions, rejoin and restore them
-    /// again; a restarted instance is back at once whatever it is (static membership).
+    /// again. It is also how long the partitions of a killed instance wait before they move
+    /// (membership is dynamic: an instance that stops cleanly leaves the group at once).
     pub session_timeout_ms: u32,
     /// The site's own hosts: referrers on them are internal navigation. For events of a site
     /// not in `sites` (the `default` site of a single-site deployment).
@@ -66,7 +63,6 @@ impl Default for EnricherConfig {
             topics: Topics::default(),
             group_id: "touchstream-enricher".into(),
             transactional_id: None,
-            group_instance_id: None,
             session_timeout_ms: 15_000,
             site_hosts: Vec::new(),
             sites: Vec::new(),
@@ -121,15 +117,6 @@ impl EnricherConfig {
             "attribution.time_decay_half_life_days must be positive"
         );
         Ok(())
-    }
-
-    /// The static membership id, if static membership is on.
-    pub fn group_instance_id(&self) -> Option<String> {
-        match &self.group_instance_id {
-            Some(id) if id.is_empty() => None,
-            Some(id) => Some(id.clone()),
-            None => Some(self.transactional_id()),
-        }
     }
 
     pub fn transactional_id(&self) -> String {

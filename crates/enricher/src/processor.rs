@@ -12,6 +12,9 @@
 //! changelog partition of the same number. Each stage has its own transactional id
 //! (`<transactional_id>` and `<transactional_id>.person`), so each fences its own zombies.
 //!
+//! Both groups rebalance eagerly, with dynamic members (see [`Session::start`] for why): every
+//! rebalance hands every partition back and out again, and its state is restored each time.
+//!
 //! On any error the transaction is aborted and the whole session (consumer, producer, state)
 //! is rebuilt: the consumer restarts from the committed offsets and the state is restored
 //! from the changelogs, which were committed together with those offsets, so the two agree.
@@ -224,21 +227,10 @@ impl<'a> Session<'a> {
         shutdown: &'a Shutdown,
         input: Input,
     ) -> anyhow::Result<Self> {
-        let mut ccfg = cfg
-            .kafka
-            .consumer("touchstream-enricher", &input.group_id(cfg));
-        ccfg.set("statistics.interval.ms", "5000")
-            .set("session.timeout.ms", cfg.session_timeout_ms.to_string());
-        if let Some(id) = cfg.group_instance_id() {
-            ccfg.set("group.instance.id", input.suffixed(id));
-        }
-        let context = Context {
-            changes: Mutex::new(Vec::new()),
-            lag: touchstream_kafka::LagContext::by_position("enricher"),
-            input,
-        };
-        let consumer: BaseConsumer<Context> = ccfg.create_with_context(context)?;
-        consumer.subscribe(&[input.topic(cfg)])?;
+        // Transactions first: init_transactions fences an earlier incarnation with the same
+        // transactional id and waits for the broker to abort what it left open, which can take
+        // a while; a consumer already in the group meanwhile would hold up every rebalance of
+        // the group without polling.
         let producer: BaseProducer = cfg
             .kafka
             .transactional_producer(
@@ -246,8 +238,33 @@ impl<'a> Session<'a> {
                 &input.suffixed(cfg.transactional_id()),
             )
             .create()?;
-        // Fences an earlier incarnation with the same transactional id and aborts what it left open.
         producer.init_transactions(TXN_TIMEOUT)?;
+        // Dynamic group membership: a session that ends (its consumer dropped, which leaves the
+        // group) and the next one (a new member) are two members to the coordinator, never one
+        // member replaced in place. Static membership (`group.instance.id`) was tried here: a
+        // stage that rebuilt its session in-process under the same instance id while the group
+        // rebalanced sometimes left partitions owned by nobody, for good.
+        let mut ccfg = cfg
+            .kafka
+            .consumer("touchstream-enricher", &input.group_id(cfg));
+        // Eager rebalancing, not the cooperative-sticky default of the other consumers: a
+        // member of an eager group must give its partitions up (in a poll, between two
+        // transactions) before the group can move to its next generation, so a generation
+        // never changes under a transaction in flight. Under cooperative rebalancing it did:
+        // the offsets of the transaction were refused (ILLEGAL_GENERATION), the session was
+        // rebuilt, which rebalanced the group again and failed the others' transactions in turn.
+        // The cost: every rebalance restores every partition's state (in parallel, about a
+        // second).
+        ccfg.set("statistics.interval.ms", "5000")
+            .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+            .set("partition.assignment.strategy", "range");
+        let context = Context {
+            changes: Mutex::new(Vec::new()),
+            lag: touchstream_kafka::LagContext::by_position("enricher"),
+            input,
+        };
+        let consumer: BaseConsumer<Context> = ccfg.create_with_context(context)?;
+        consumer.subscribe(&[input.topic(cfg)])?;
         tracing::info!(
             stage = input.name(),
             "session started: transactions initialised, consuming"
@@ -297,8 +314,8 @@ impl<'a> Session<'a> {
             if batch.is_empty() {
                 continue;
             }
-            heartbeat.beat("in a transaction (sending, sending offsets, committing)");
-            if let Err(e) = self.transact(&batch) {
+            heartbeat.beat("in a transaction: attributing and sending records");
+            if let Err(e) = self.transact(&batch, heartbeat) {
                 heartbeat.beat("aborting the transaction");
                 metrics::aborted();
                 abort(&self.producer);
@@ -317,12 +334,15 @@ impl<'a> Session<'a> {
     fn poll_batch(&self) -> anyhow::Result<Vec<OwnedMessage>> {
         let deadline = Instant::now() + Duration::from_millis(self.cfg.batch_max_ms);
         let mut batch = Vec::new();
+        let mut seen = 0;
         while batch.len() < self.cfg.batch_max_records && !self.shutdown.is_cancelled() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            match self.consumer.poll(left.min(Duration::from_millis(100))) {
+            let polled = self.consumer.poll(left.min(Duration::from_millis(100)));
+            self.forget_revoked(&mut seen, &mut batch);
+            match polled {
                 Some(Ok(m)) => batch.push(m.detach()),
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {}
                 Some(Err(e)) if is_transient(&e) => tracing::warn!(error = %e, "consumer error"),
@@ -330,6 +350,30 @@ impl<'a> Session<'a> {
             }
         }
         Ok(batch)
+    }
+
+    /// Drops from `batch` the records of partitions revoked by the rebalances a poll ran since
+    /// the `seen` first changes. A partition revoked and assigned again (every rebalance of an
+    /// eager group does that) is read again from its committed offset, so the records polled
+    /// before the revocation would otherwise be processed twice; the record a poll returns
+    /// after running a rebalance is already read from the new position.
+    fn forget_revoked(&self, seen: &mut usize, batch: &mut Vec<OwnedMessage>) {
+        let Ok(changes) = self.consumer.context().changes.lock() else {
+            return;
+        };
+        let revoked: HashSet<i32> = changes
+            .iter()
+            .skip(*seen)
+            .filter_map(|c| match c {
+                Change::Revoked(ps) => Some(ps.iter().map(|&(_, p)| p)),
+                Change::Assigned(_) => None,
+            })
+            .flatten()
+            .collect();
+        *seen = changes.len();
+        if !revoked.is_empty() {
+            batch.retain(|m| !revoked.contains(&m.partition()));
+        }
     }
 
     /// Drops the state of revoked partitions and restores that of assigned ones, before any
@@ -481,7 +525,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn transact(&mut self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
+    fn transact(&mut self, batch: &[OwnedMessage], heartbeat: &Heartbeat) -> anyhow::Result<()> {
         let started = Instant::now();
         self.producer.begin_transaction()?;
         let mut out = Out {
@@ -528,12 +572,22 @@ impl<'a> Session<'a> {
             };
             offsets.add_partition_offset(topic, *p, Offset::Offset(*next))?;
         }
+        // Every record of the transaction on its broker before the offsets go: then offsets
+        // pending in this transaction imply changelog records pending in it, which a restore
+        // waits for (`wait_for_open_transactions`). Offsets sent first could sit pending while
+        // the changelog records were still in this client's queue: an instance that froze
+        // there, and woke up to commit after the next owner restored, left that owner with
+        // state before the batch and offsets after it.
+        heartbeat.beat("in a transaction: waiting for the brokers to acknowledge its records");
+        self.producer.flush(TXN_TIMEOUT)?;
+        heartbeat.beat("in a transaction: sending its offsets");
         let group = self
             .consumer
             .group_metadata()
             .ok_or_else(|| anyhow::anyhow!("consumer has no group metadata"))?;
         self.producer
             .send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+        heartbeat.beat("in a transaction: committing");
         self.producer.commit_transaction(TXN_TIMEOUT)?;
         metrics::committed(batch.len(), started.elapsed());
         self.export_state_size();
@@ -996,10 +1050,19 @@ where
     P: rdkafka::message::ToBytes + ?Sized,
 {
     let mut record = record;
+    let mut full_since: Option<Instant> = None;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                // The queue drains as the brokers acknowledge; one that stays full means they
+                // do not, and the transaction is given up (aborted, the session rebuilt) rather
+                // than waited on without end.
+                let since = *full_since.get_or_insert_with(Instant::now);
+                anyhow::ensure!(
+                    since.elapsed() < TXN_TIMEOUT,
+                    "the producer's queue stayed full for {TXN_TIMEOUT:?}: the brokers do not acknowledge this transaction's records"
+                );
                 record = r;
                 producer.poll(Duration::from_millis(50));
             }
