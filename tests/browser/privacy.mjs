@@ -14,6 +14,7 @@
 import http from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { launch } from './chromium.mjs';
+import { acceptedByCollector, untilAccepted } from './collector.mjs';
 
 const collector = process.env.TOUCHSTREAM_COLLECTOR_URL;
 const clockFile = process.env.TOUCHSTREAM_CLOCK_FILE;
@@ -108,24 +109,7 @@ async function status(responsePromise) {
   return { status: r.status(), body: await r.json() };
 }
 
-async function acceptedByCollector() {
-  const text = await fetch(`${collector}/metrics`).then((r) => r.text(), () => '');
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('touchstream_producer_events_accepted_total'))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
-async function untilAccepted(total) {
-  const until = Date.now() + 20_000;
-  let now = await acceptedByCollector();
-  while (now < total && Date.now() < until) {
-    await sleep(100);
-    now = await acceptedByCollector();
-  }
-  return now;
-}
-
-const acceptedBefore = await acceptedByCollector();
+const acceptedBefore = await acceptedByCollector(collector);
 try {
   // Consent required, cookie storage.
   const c = await newContext();
@@ -214,7 +198,7 @@ try {
   const cookielessStored = [await stored(k1), await stored(k2), await stored(k3)];
   const cookielessSent = sent.filter((s) => s.page.some((path) => path.startsWith('/cookieless/')));
 
-  const accepted = (await untilAccepted(acceptedBefore + EXPECTED_EVENTS)) - acceptedBefore;
+  const accepted = (await untilAccepted(collector, acceptedBefore + EXPECTED_EVENTS)) - acceptedBefore;
   console.log(
     JSON.stringify({
       port,

@@ -9,6 +9,7 @@
 
 import http from 'node:http';
 import { launch } from './chromium.mjs';
+import { acceptedByCollector, untilAccepted } from './collector.mjs';
 
 const collector = process.env.TOUCHSTREAM_COLLECTOR_URL;
 const ORDER_ID = process.env.TOUCHSTREAM_ORDER_ID || `o-browser-${Date.now()}`;
@@ -112,27 +113,6 @@ async function beaconEvents(context) {
   return n;
 }
 
-// The collector's count of accepted events (its /metrics).
-async function acceptedByCollector() {
-  const text = await fetch(`${collector}/metrics`).then((r) => r.text(), () => '');
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('touchstream_producer_events_accepted_total'))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
-
-// Beacons leave from the browser process after the tab is gone: wait until the collector has
-// accepted them all before closing the browser.
-async function untilAccepted(total) {
-  const until = Date.now() + 20_000;
-  let now = await acceptedByCollector();
-  while (now < total && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 100));
-    now = await acceptedByCollector();
-  }
-  return now;
-}
-
 const errors = [];
 async function newPage(context) {
   const p = await context.newPage();
@@ -141,7 +121,7 @@ async function newPage(context) {
   return p;
 }
 
-const acceptedBefore = await acceptedByCollector();
+const acceptedBefore = await acceptedByCollector(collector);
 try {
   // Journey 1: a post on X → landing → products (internal; a download queued before t.js
   // loaded) → signup → identify → purchase → tab closed.
@@ -177,7 +157,7 @@ try {
   await p2.close({ runBeforeUnload: true });
   const journey2 = { ...(await anonymousId(fb)), referrer: referrer2, beacon_events: await beaconEvents(fb) };
 
-  const accepted = (await untilAccepted(acceptedBefore + EXPECTED_EVENTS)) - acceptedBefore;
+  const accepted = (await untilAccepted(collector, acceptedBefore + EXPECTED_EVENTS)) - acceptedBefore;
 
   console.log(
     JSON.stringify({
