@@ -818,6 +818,23 @@ fn forget_headers() -> OwnedHeaders {
     })
 }
 
+/// The changelog side of an erasure: the tombstones of each state taken out of a store (and
+/// of its side records), and the state taken off this transaction's dirty set, so that no
+/// record of it is written after them.
+fn erase_from_changelog<S: Stored>(
+    producer: &BaseProducer,
+    topic: &str,
+    partition: i32,
+    gone: &[(String, S)],
+    dirty: &mut HashSet<(i32, String)>,
+) -> anyhow::Result<()> {
+    for (key, state) in gone {
+        write_changelog(producer, topic, partition, &state.tombstones(key))?;
+        dirty.remove(&(partition, key.clone()));
+    }
+    Ok(())
+}
+
 /// `site_id/id` → (site, id).
 fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
@@ -843,18 +860,20 @@ fn forget_devices(
         }),
         None => Vec::new(),
     };
-    let mut forgotten = Vec::with_capacity(gone.len());
-    for (key, state) in &gone {
-        write_changelog(
-            out.producer,
-            &out.topics.changelog,
-            partition,
-            &state.tombstones(key),
-        )?;
-        out.dirty_devices.remove(&(partition, key.clone()));
-        let (site, id) = split_key(key);
-        forgotten.push((site.to_owned(), id.to_owned()));
-    }
+    erase_from_changelog(
+        out.producer,
+        &out.topics.changelog,
+        partition,
+        &gone,
+        &mut out.dirty_devices,
+    )?;
+    let forgotten: Vec<(String, String)> = gone
+        .iter()
+        .map(|(key, _)| {
+            let (site, id) = split_key(key);
+            (site.to_owned(), id.to_owned())
+        })
+        .collect();
     let removed = Removed {
         devices: gone.len() as u64,
         ..Removed::default()
@@ -922,14 +941,14 @@ fn forget_persons(
                 let (site, id) = split_key(key);
                 id == user && request.on_site(site)
             });
+            erase_from_changelog(
+                out.producer,
+                &out.topics.person_changelog,
+                partition,
+                &gone,
+                &mut out.dirty_persons,
+            )?;
             for (key, state) in &gone {
-                write_changelog(
-                    out.producer,
-                    &out.topics.person_changelog,
-                    partition,
-                    &state.tombstones(key),
-                )?;
-                out.dirty_persons.remove(&(partition, key.clone()));
                 removed.persons += 1;
                 removed.conversions += state.conversions.len() as u64;
                 let site = split_key(key).0;
