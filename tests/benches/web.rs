@@ -11,8 +11,8 @@
 //!
 //! Measured `RUNS` times after a warm-up, one after the other within each round (median and
 //! fastest):
-//! - raw SQL, concurrent: the page's 11 queries POSTed to ClickHouse at once, as the server
-//!   sends them (the baseline);
+//! - raw SQL, concurrent: the page's 11 queries sent to ClickHouse at once, as the server
+//!   sends them, by the same report code (`reports::run`) without the server (the baseline);
 //! - raw SQL, one after the other (for context);
 //! - `GET /site/default/data.json`: the page's data (the goal), under the default model
 //!   (last_non_direct: one credit row per conversion) and under linear (one per touch);
@@ -34,7 +34,8 @@ use serde_json::json;
 use touchstream_tests::{
     CLICKHOUSE_URL, ScratchDatabase, Service, binary_path, clickhouse_query, free_port, wait_ready,
 };
-use touchstream_warehouse::{WarehouseConfig, migrate, reports};
+use touchstream_warehouse::reports::{self, ReportParams};
+use touchstream_warehouse::{WarehouseConfig, migrate};
 
 const RUNS: usize = 7;
 const EVENTS: u64 = 1_000_000;
@@ -59,13 +60,13 @@ const TOUCHES: &str = "['facebook', 'instagram', 'x', 'linkedin', 'tiktok', 'goo
 
 fn events_sql() -> String {
     format!(
-        "INSERT INTO events (event_id, event_type, event_time, event_time_ms, occurred_at_ms, \
+        "INSERT INTO events (site_id, event_id, event_type, event_time, event_time_ms, occurred_at_ms, \
          received_at, received_at_ms, ingested_at, ingested_at_ms, anonymous_id, identity_id, \
          session_id, page_url, property_keys, property_values, order_id, revenue, currency, \
          channel, source, medium, campaign, content, social_network, is_internal, is_bot, \
          is_spam_referrer, opens_touch, lifecycle_stage, purchase_count, touches_to_conversion, \
          days_to_conversion) \
-         SELECT \
+         SELECT '{site}', \
            toUUID(concat(toString(10000000 + intHash32(number) % 90000000), '-0000-4000-a000-', toString(100000000000 + number))), \
            CAST(kind AS Enum8('click' = 1, 'signup' = 2, 'download' = 3, 'purchase' = 4)), \
            toDateTime(t), t * 1000, t * 1000, toDateTime(t), t * 1000, toDateTime(t + 1), \
@@ -93,16 +94,17 @@ fn events_sql() -> String {
              toUInt64(1 + (v + intDiv(number, 100000)) % 8) AS i, {TOUCHES} \
            FROM numbers({EVENTS}))",
         span = TO - FROM - 86_400,
+        site = touchstream_model::DEFAULT_SITE,
     )
 }
 
 fn credits_sql() -> String {
     format!(
-        "INSERT INTO conversion_credits (conversion_event_id, conversion_type, conversion_time, \
+        "INSERT INTO conversion_credits (site_id, conversion_event_id, conversion_type, conversion_time, \
          conversion_time_ms, identity_id, model, touch_event_id, touch_time, touch_time_ms, \
          channel, source, social_network, campaign, content, weight, revenue, revenue_credit, \
          currency, touches_to_conversion, days_to_conversion, ingested_at, ingested_at_ms) \
-         SELECT \
+         SELECT '{site}', \
            toUUID(concat(toString(10000000 + intHash32(c) % 90000000), '-0000-4000-8000-', toString(100000000000 + c))), \
            CAST(kind AS Enum8('click' = 1, 'signup' = 2, 'download' = 3, 'purchase' = 4)), \
            toDateTime(ct), ct * 1000, concat('v', toString(c % 100000)), \
@@ -137,6 +139,7 @@ fn credits_sql() -> String {
                  arrayJoin(range(6)) AS model_index \
                FROM numbers({CONVERSIONS}))))",
         span = TO - FROM - 2 * 86_400,
+        site = touchstream_model::DEFAULT_SITE,
     )
 }
 
@@ -155,32 +158,30 @@ fn page_queries() -> Vec<(&'static str, &'static str)> {
     runs
 }
 
-/// A report's SQL with its placeholders filled in as the server binds them.
-fn raw_sql(report: &str, model: &str) -> String {
-    reports::by_name(report)
-        .unwrap()
-        .sql
-        .replace("{from:DateTime}", &format!("CAST({FROM} AS DateTime)"))
-        .replace("{to:DateTime}", &format!("CAST({TO} AS DateTime)"))
-        .replace("{model:String}", &format!("CAST('{model}' AS String)"))
-        + " FORMAT JSONCompact"
+/// A report run as the server runs it (`reports::run`: its placeholders bound by the same
+/// code), with the parameters of the page the bench asks for.
+fn report_run(report: &str, model: &str) -> (&'static reports::Report, ReportParams) {
+    let at = |t| time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+    let params = ReportParams {
+        site: touchstream_model::DEFAULT_SITE.into(),
+        from: at(FROM),
+        to: at(TO),
+        model: model.parse().unwrap(),
+    };
+    (reports::by_name(report).unwrap(), params)
 }
 
-async fn post(client: &reqwest::Client, database: &str, sql: &str) {
-    let response = client
-        .post(CLICKHOUSE_URL)
-        .query(&[
-            ("database", database),
-            ("user", "touchstream_reader"),
-            ("password", "touchstream_reader"),
-        ])
-        .body(sql.to_string())
-        .send()
+/// One report straight to ClickHouse, as the reader user, without the server.
+/// Returns the number of rows.
+async fn query(
+    clickhouse: &clickhouse::Client,
+    (report, params): &(&reports::Report, ReportParams),
+) -> usize {
+    reports::run(clickhouse, report, params)
         .await
-        .unwrap();
-    let status = response.status();
-    let body = response.bytes().await.unwrap();
-    assert!(status.is_success(), "{}", String::from_utf8_lossy(&body));
+        .unwrap()
+        .rows
+        .len()
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> usize {
@@ -293,17 +294,27 @@ fn main() {
         let (cached_server, cached_url) = serve(&db.name, "600");
         wait_ready(&format!("{cached_url}/healthz"), &cached_server).await;
         let client = reqwest::Client::new();
-        let queries: Vec<String> = page_queries()
+        let clickhouse = touchstream_warehouse::client(&WarehouseConfig {
+            url: CLICKHOUSE_URL.into(),
+            database: db.name.clone(),
+            user: "touchstream_reader".into(),
+            password: "touchstream_reader".into(),
+            ..WarehouseConfig::default()
+        });
+        let queries: Vec<_> = page_queries()
             .iter()
-            .map(|(report, model)| raw_sql(report, model))
+            .map(|(report, model)| report_run(report, model))
             .collect();
         let data_url = format!("{url}/site/default/data.json?{QUERY}");
         let page_url = format!("{url}/site/default?{QUERY}");
         let cached_page_url = format!("{cached_url}/site/default?{QUERY}");
 
         // Warm-up: ClickHouse's caches, the server's connections.
-        for sql in &queries {
-            post(&client, &db.name, sql).await;
+        // The generated data is the page's site and month: a report that answers nothing
+        // would measure nothing.
+        for run in &queries {
+            let rows = query(&clickhouse, run).await;
+            assert!(rows > 0, "report {} answers no rows", run.0.name);
         }
         let bytes = get(&client, &data_url).await;
         let page_bytes = get(&client, &page_url).await;
@@ -316,12 +327,11 @@ fn main() {
         let mut rounds: [Vec<Duration>; 5] = Default::default();
         for _ in 0..RUNS {
             let start = Instant::now();
-            futures::future::join_all(queries.iter().map(|sql| post(&client, &db.name, sql)))
-                .await;
+            futures::future::join_all(queries.iter().map(|run| query(&clickhouse, run))).await;
             rounds[0].push(start.elapsed());
             let start = Instant::now();
-            for sql in &queries {
-                post(&client, &db.name, sql).await;
+            for run in &queries {
+                query(&clickhouse, run).await;
             }
             rounds[1].push(start.elapsed());
             for (i, url) in [(2, &data_url), (3, &linear_url), (4, &page_url)] {
@@ -355,11 +365,11 @@ fn main() {
         let (switch, switch_best) = (switches[switches.len() / 2], switches[0]);
         // Where the time goes: each query alone (median of 3).
         let mut alone = Vec::new();
-        for ((report, model), sql) in page_queries().iter().zip(&queries) {
+        for ((report, model), run) in page_queries().iter().zip(&queries) {
             let mut times = Vec::new();
             for _ in 0..3 {
                 let start = Instant::now();
-                post(&client, &db.name, sql).await;
+                query(&clickhouse, run).await;
                 times.push(start.elapsed());
             }
             times.sort();
